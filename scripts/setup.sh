@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv and install gridwatch with everything its tests need. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'
+echo "gridwatch installed in .venv: $(.venv/bin/gridwatch --version)"

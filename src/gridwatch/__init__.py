@@ -1,0 +1,3 @@
+"""gridwatch: monitoring pipeline for large scientific computing infrastructures."""
+
+__version__ = "0.1.0"

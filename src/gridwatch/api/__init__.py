@@ -1,0 +1,1 @@
+"""HTTP: health, metrics, ingestion and query routes, and the dashboard."""

@@ -1,0 +1,270 @@
+"""Components: a config model plus an implementation, registered by name.
+
+The pipeline file's ``type:`` picks the implementation. Four kinds exist: sources produce
+batches of records, transforms are pure functions over batches, sinks write what the bus holds,
+and jobs consume the bus and write their results back to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gridwatch.record import EnvelopeDecoder, Record, Rejection, decode_lines
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gridwatch.bus.base import Bus
+    from gridwatch.metrics import Metrics
+
+Kind = Literal["source", "transform", "sink", "job"]
+KINDS: tuple[Kind, ...] = ("source", "transform", "sink", "job")
+SECTIONS: dict[Kind, str] = {
+    "source": "sources",
+    "transform": "transforms",
+    "sink": "sinks",
+    "job": "jobs",
+}
+DEADLETTER_INPUT = "_deadletter"
+"""The input name under which sinks receive dead-lettered records."""
+
+
+class ComponentConfig(BaseModel):
+    """Settings shared by every component. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="Which implementation runs this component.")
+
+
+class SourceConfig(ComponentConfig):
+    """Settings shared by every source."""
+
+
+class ConsumerConfig(ComponentConfig):
+    """Settings shared by everything that consumes the bus (sinks and jobs)."""
+
+    inputs: list[str] = Field(
+        min_length=1,
+        description="Ids of the sources, transforms or jobs whose records this consumes "
+        f"(`{DEADLETTER_INPUT}` for rejected records).",
+    )
+    max_batch_records: int = Field(
+        5000, ge=1, description="At most this many records are handed over in one write."
+    )
+    poll_interval_s: float = Field(
+        0.2, gt=0, description="Pause between reads of the bus when it had nothing new."
+    )
+    commit_interval_s: float = Field(
+        1.0, ge=0, description="Commit consumed offsets at most this often (0: every batch)."
+    )
+    retry_initial_s: float = Field(0.5, gt=0, description="First pause after a failed write.")
+    retry_max_s: float = Field(30.0, gt=0, description="Longest pause between write retries.")
+
+
+class TransformConfig(ComponentConfig):
+    """Settings shared by every transform."""
+
+    inputs: list[str] = Field(
+        min_length=1, description="Ids of the sources or transforms this takes records from."
+    )
+
+
+class SinkConfig(ConsumerConfig):
+    """Settings shared by every sink."""
+
+
+class JobConfig(ConsumerConfig):
+    """Settings shared by every job."""
+
+
+@dataclass
+class Context:
+    """What the runtime lends to components."""
+
+    data_dir: Path
+    metrics: Metrics
+    bus: Bus
+    decoder: EnvelopeDecoder
+    app: web.Application | None = None
+    host: str = field(default_factory=socket.gethostname)
+
+    def state_dir(self, component_id: str) -> Path:
+        """A private directory for a component's durable local state."""
+        path = self.data_dir / "state" / component_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+C = TypeVar("C", bound=ComponentConfig)
+
+
+class Component:
+    """The common part of every component: its id, validated config and context."""
+
+    kind: ClassVar[Kind]
+    type_name: ClassVar[str]
+    Config: ClassVar[type[ComponentConfig]]
+
+    def __init__(self, component_id: str, config: Any, context: Context) -> None:
+        self.id = component_id
+        self.config = config
+        self.context = context
+
+
+@dataclass
+class SourceBatch:
+    """What a source yields: records, rejections, and the position after them.
+
+    ``position`` (plain JSON) is stored atomically with the records; ``None`` keeps the last one.
+    ``acked`` is resolved once the batch is durable on the bus (or failed with the reason).
+    """
+
+    records: list[Record]
+    rejected: list[Rejection] = field(default_factory=list)
+    position: Any = None
+    acked: asyncio.Future[None] | None = None
+
+
+class Source(Component):
+    """Produces batches of records; resumable from the position it last had acknowledged."""
+
+    kind = "source"
+
+    async def open(self, position: Any) -> None:
+        """Prepare to produce, resuming after ``position`` (``None`` on the first run)."""
+
+    def batches(self) -> AsyncIterator[SourceBatch]:
+        """Yield batches for as long as the pipeline runs (or until the source is exhausted)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release what ``open`` took."""
+
+
+class Transform(Component):
+    """A pure function over batches of records, between sources and the bus."""
+
+    kind = "transform"
+
+    def open(self) -> None:
+        """Load state (e.g. from ``context.state_dir``) before the first batch."""
+
+    def process(self, records: list[Record]) -> list[Record]:
+        """Return the records to pass on (fewer, more, or changed)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Persist state and release resources."""
+
+
+class Batch:
+    """Consecutive lines of one bus topic, decoded to records only if a sink asks."""
+
+    def __init__(self, topic: str, lines: list[bytes]) -> None:
+        self.topic = topic
+        self.lines = lines
+
+    @cached_property
+    def records(self) -> list[Record]:
+        """The lines as records (decoded once, on first use)."""
+        return decode_lines(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+@dataclass
+class WriteResult:
+    """What a write did: ``rejected`` lists (index in batch, reason); the rest were written."""
+
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+class Sink(Component):
+    """Writes batches from the bus. Runs in worker threads; each sink has its own pace.
+
+    Offsets are committed in two phases around :meth:`prepare_commit` (make everything written
+    durable and return state to checkpoint with the offsets) and :meth:`finish_commit`.
+    Exceptions from :meth:`write` are retried with backoff; per-record problems are returned
+    as rejections and go to the dead-letter topic.
+    """
+
+    kind = "sink"
+
+    def open(self, state: Any) -> None:
+        """Prepare to write; ``state`` is what the last :meth:`prepare_commit` returned."""
+
+    def write(self, batch: Batch) -> WriteResult:
+        """Write one batch; raise to have it retried."""
+        raise NotImplementedError
+
+    def commit_due(self, seconds_since_commit: float) -> bool:
+        """Whether the runtime should commit now."""
+        interval: float = self.config.commit_interval_s
+        return seconds_since_commit >= interval
+
+    def prepare_commit(self) -> Any:
+        """Make all writes so far durable; return JSON state to store with the offsets."""
+        return None
+
+    def finish_commit(self) -> None:
+        """Called after the offsets and state are stored."""
+
+    def close(self) -> None:
+        """Release resources (uncommitted work is redone from the bus after a restart)."""
+
+
+class Job(Component):
+    """Consumes bus topics and appends its results back to the bus (``enr`` / ``agg``).
+
+    A job drives its own loop in :meth:`run` (see :mod:`gridwatch.consumer` for the shared
+    consume-and-commit helper) until ``stop`` is set, then checkpoints and returns.
+    """
+
+    kind = "job"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume, compute and publish until ``stop`` is set."""
+        raise NotImplementedError
+
+
+REGISTRY: dict[Kind, dict[str, type[Component]]] = {kind: {} for kind in KINDS}
+_COMPONENT_PACKAGES = (
+    "gridwatch.sources",
+    "gridwatch.transforms",
+    "gridwatch.sinks",
+    "gridwatch.jobs",
+)
+
+T = TypeVar("T", bound=type[Component])
+
+
+def register(name: str) -> Callable[[T], T]:
+    """Class decorator: make a component available as ``type: name`` in its section."""
+
+    def decorate(cls: T) -> T:
+        cls.type_name = name
+        REGISTRY[cls.kind][name] = cls
+        return cls
+
+    return decorate
+
+
+def load_builtins() -> dict[Kind, dict[str, type[Component]]]:
+    """Import every built-in component module so that it registers itself."""
+    for package_name in _COMPONENT_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.walk_packages(package.__path__, package_name + "."):
+            importlib.import_module(info.name)
+    return REGISTRY

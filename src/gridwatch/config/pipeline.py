@@ -1,0 +1,294 @@
+"""The pipeline file: one YAML document that describes a whole deployment.
+
+Loading collects every problem before failing: YAML syntax, unknown sections, unknown component
+types, each component's own settings (validated by its model), secrets that cannot be resolved,
+and graph mistakes (unknown or wrongly-typed inputs, duplicate ids, cycles, unused sources).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from gridwatch.components import (
+    DEADLETTER_INPUT,
+    KINDS,
+    SECTIONS,
+    Component,
+    ComponentConfig,
+    Kind,
+    load_builtins,
+)
+from gridwatch.config.problems import ConfigProblems, Path, Problem
+from gridwatch.config.secrets import resolve
+from gridwatch.config.yamlfile import LocatedYaml, load_yaml
+from gridwatch.record import TimePolicy
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BusSettings(_Settings):
+    """The embedded bus."""
+
+    durability: Literal["full", "normal"] = Field(
+        "full",
+        description="full: every acknowledged append survives power loss; "
+        "normal: survives a crash of the process only (faster).",
+    )
+    retention_hours: float | None = Field(
+        168.0, gt=0, description="Delete bus data older than this (null: keep)."
+    )
+    retention_bytes_per_topic: int | None = Field(
+        None, gt=0, description="Keep at most this many bytes per topic (null: no limit)."
+    )
+
+
+class RecordSettings(_Settings):
+    """Which timestamps are accepted."""
+
+    max_future_s: float = Field(
+        3600.0, ge=0, description="Reject records stamped further than this in the future."
+    )
+    max_past_s: float = Field(
+        20 * 365 * 86400.0, ge=0, description="Reject records stamped further than this in the past."
+    )
+
+    def policy(self) -> TimePolicy:
+        """As the decoder's policy."""
+        return TimePolicy(self.max_future_s, self.max_past_s)
+
+
+class ServerSettings(_Settings):
+    """The HTTP server (API, ingestion, metrics and dashboard)."""
+
+    listen: str | None = Field(
+        None, description="HOST:PORT to listen on; the command line's --listen wins."
+    )
+
+
+class _TopLevel(_Settings):
+    sources: dict[str, Any] = Field(default_factory=dict, description="Components that produce records.")
+    transforms: dict[str, Any] = Field(
+        default_factory=dict, description="Pure functions over batches, before the bus."
+    )
+    sinks: dict[str, Any] = Field(default_factory=dict, description="Where the bus's records are written.")
+    jobs: dict[str, Any] = Field(
+        default_factory=dict, description="Stream jobs that write results back to the bus."
+    )
+    schedule: dict[str, Any] = Field(
+        default_factory=dict, description="Batch tasks and supervised services."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    records: RecordSettings = Field(default_factory=RecordSettings)
+
+
+@dataclass
+class ComponentSpec:
+    """A validated component: what it is, its settings and where it takes records from."""
+
+    id: str
+    kind: Kind
+    cls: type[Component]
+    config: Any
+    inputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Pipeline:
+    """A loaded, validated pipeline file."""
+
+    filename: str
+    components: dict[str, ComponentSpec]
+    bus: BusSettings
+    records: RecordSettings
+    server: ServerSettings
+    schedule: dict[str, Any]
+    document: LocatedYaml
+
+    def of_kind(self, kind: Kind) -> list[ComponentSpec]:
+        """The components of one kind, in file order."""
+        return [spec for spec in self.components.values() if spec.kind == kind]
+
+
+def load_pipeline(path: FilePath | str) -> Pipeline:
+    """Load and validate a pipeline file; raise :class:`ConfigProblems` listing every problem."""
+    file_path = FilePath(path)
+    try:
+        text = file_path.read_text()
+    except OSError as exc:
+        raise ConfigProblems(str(file_path), [Problem((), f"cannot read: {exc.strerror}")]) from None
+    return parse_pipeline(text, str(file_path), file_path.parent)
+
+
+def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
+    """Validate pipeline YAML ``text``; ``base_dir`` anchors relative ``${file:...}`` paths."""
+    problems: list[Problem] = []
+    doc = load_yaml(text, problems)
+    if doc.value is None and not problems:
+        problems.append(Problem((), "the file is empty; expected sources, sinks, ..."))
+    if not isinstance(doc.value, dict | None):
+        problems.append(Problem((), "expected a mapping of sections (sources, sinks, ...)", 1))
+    value = resolve(doc.value, (), base_dir, problems) if isinstance(doc.value, dict) else {}
+    top = _validate_model(_TopLevel, value, (), problems)
+    registry = load_builtins()
+    components: dict[str, ComponentSpec] = {}
+    for kind in KINDS:
+        section = SECTIONS[kind]
+        entries = value.get(section)
+        for component_id, raw in entries.items() if isinstance(entries, dict) else ():
+            spec = _component(kind, str(component_id), raw, registry, problems)
+            if spec is None:
+                continue
+            if spec.id in components:
+                problems.append(Problem((section, spec.id), f"duplicate id (also a {components[spec.id].kind})"))
+                continue
+            components[spec.id] = spec
+    problems.extend(_graph_problems(components))
+    located = [Problem(p.path, p.message, p.line or doc.line(p.path)) for p in problems]
+    if located or top is None:
+        raise ConfigProblems(filename, located)
+    return Pipeline(filename, components, top.bus, top.records, top.server, top.schedule, doc)
+
+
+def _component(
+    kind: Kind,
+    component_id: str,
+    raw: Any,
+    registry: dict[Kind, dict[str, type[Component]]],
+    problems: list[Problem],
+) -> ComponentSpec | None:
+    path: Path = (SECTIONS[kind], component_id)
+    if not _ID.match(component_id):
+        problems.append(Problem(path, "ids are letters, digits, '_', '.', '-' and start with a letter or digit"))
+        return None
+    if not isinstance(raw, dict):
+        problems.append(Problem(path, "expected a mapping with a 'type'"))
+        return None
+    type_name = raw.get("type")
+    known = registry[kind]
+    if type_name not in known:
+        choices = ", ".join(sorted(known)) or "none"
+        what = "missing 'type'" if type_name is None else f"unknown {kind} type {type_name!r}"
+        problems.append(Problem(path + ("type",), f"{what} (known: {choices})"))
+        return None
+    cls = known[type_name]
+    config = _validate_model(cls.Config, raw, path, problems)
+    # An invalid component still takes part in the graph checks, with the inputs it names.
+    inputs = raw.get("inputs") if config is None else getattr(config, "inputs", [])
+    names = [str(i) for i in inputs] if isinstance(inputs, list) else []
+    return ComponentSpec(component_id, kind, cls, config, names)
+
+
+def _validate_model(
+    model: type[BaseModel], value: Any, path: Path, problems: list[Problem]
+) -> Any:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            problems.append(Problem(path + loc, _describe(error)))
+        return None
+
+
+def _describe(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown option"
+    if error["type"] == "missing":
+        return "required option is missing"
+    return str(error["msg"])
+
+
+def _graph_problems(components: dict[str, ComponentSpec]) -> list[Problem]:
+    problems: list[Problem] = []
+    allowed: dict[Kind, set[Kind]] = {
+        "source": set(),
+        "transform": {"source", "transform"},
+        "sink": {"source", "transform", "job"},
+        "job": {"source", "transform", "job"},
+    }
+    consumed: set[str] = set()
+    for spec in components.values():
+        for index, name in enumerate(spec.inputs):
+            path: Path = (SECTIONS[spec.kind], spec.id, "inputs", index)
+            consumed.add(name)
+            if name == DEADLETTER_INPUT and spec.kind in ("sink", "job"):
+                continue
+            target = components.get(name)
+            if target is None:
+                known = ", ".join(sorted(components)) or "none"
+                problems.append(Problem(path, f"unknown input {name!r} (known: {known})"))
+            elif target.kind not in allowed[spec.kind]:
+                problems.append(Problem(path, f"a {spec.kind} cannot take input from a {target.kind}"))
+    for spec in components.values():
+        if spec.kind in ("source", "transform") and spec.id not in consumed:
+            problems.append(
+                Problem((SECTIONS[spec.kind], spec.id), f"nothing consumes this {spec.kind}'s records")
+            )
+    problems.extend(_cycles(components))
+    return problems
+
+
+def _cycles(components: dict[str, ComponentSpec]) -> list[Problem]:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    problems: list[Problem] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for upstream in components[node].inputs:
+            if upstream not in components:
+                continue
+            if state.get(upstream) == 1:
+                cycle = trail[trail.index(upstream):] + [upstream] if upstream in trail else [node, upstream]
+                spec = components[node]
+                problems.append(
+                    Problem((SECTIONS[spec.kind], node, "inputs"), "cycle: " + " <- ".join(cycle))
+                )
+            elif upstream not in state:
+                visit(upstream, [*trail, upstream])
+        state[node] = 2
+
+    for node in components:
+        if node not in state:
+            visit(node, [node])
+    return problems
+
+
+def pipeline_schema() -> dict[str, Any]:
+    """The JSON Schema of the pipeline file, with every registered component's options."""
+    registry = load_builtins()
+    sections: dict[str, Any] = {}
+    for kind in KINDS:
+        configs = [cls.Config for cls in registry[kind].values()]
+        if not configs:
+            entry: Any = dict[str, ComponentConfig]
+        elif len(configs) == 1:
+            entry = dict[str, configs[0]]  # type: ignore[valid-type]
+        else:
+            union = Annotated[
+                configs[0] if len(configs) == 1 else _union(configs), Field(discriminator="type")
+            ]
+            entry = dict[str, union]  # type: ignore[valid-type]
+        sections[SECTIONS[kind]] = (entry, Field(default_factory=dict))
+    model = create_model(  # type: ignore[call-overload]
+        "PipelineFile", __base__=_TopLevel, __doc__="A gridwatch pipeline file.", **sections
+    )
+    schema: dict[str, Any] = TypeAdapter(model).json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def _union(configs: list[type[ComponentConfig]]) -> Any:
+    union: Any = configs[0]
+    for config in configs[1:]:
+        union = union | config
+    return union

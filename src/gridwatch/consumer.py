@@ -1,0 +1,84 @@
+"""Reading the bus as a consumer group: the topics of some origins, at the group's offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from gridwatch.bus.base import Bus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Polled:
+    """Lines of one topic taken from the bus, and the offset to commit once they are handled.
+
+    ``lost`` counts lines that retention deleted before this group read them.
+    """
+
+    topic: str
+    lines: list[bytes]
+    end: int
+    lost: int = 0
+
+
+class BusReader:
+    """Follows the topics that some origins write to, for one consumer group.
+
+    Lines of other origins sharing a topic are skipped; offsets only move forward when the
+    caller says what it has handled (:meth:`advance`) and commit only when it says so.
+    """
+
+    def __init__(self, bus: Bus, group: str, origins: Collection[str], max_lines: int) -> None:
+        self.bus = bus
+        self.group = group
+        self.origins = set(origins)
+        self.max_lines = max_lines
+        self.offsets: dict[str, int] = {}
+        self.uncommitted = False
+
+    async def load(self) -> Any:
+        """Read the committed offsets; return the group's checkpointed state."""
+        committed = await asyncio.to_thread(self.bus.committed, self.group)
+        self.offsets = dict(committed.offsets)
+        return committed.state
+
+    async def topics(self) -> list[str]:
+        """The topics this group follows now (new ones appear as origins write them)."""
+        return await asyncio.to_thread(self.bus.topics_from, self.origins)
+
+    async def poll(self, topic: str) -> Polled | None:
+        """The next lines of ``topic`` for this group, or ``None`` when it is caught up."""
+        offset = self.offsets.get(topic, 0)
+        slices = await asyncio.to_thread(self.bus.read, topic, offset, self.max_lines)
+        if not slices:
+            return None
+        lost = max(0, slices[0].offset - offset)
+        if lost:
+            log.warning(
+                "%s: retention deleted %d lines of %s before they were read", self.group, lost, topic
+            )
+        lines: list[bytes] = []
+        for piece in slices:
+            if piece.origin in self.origins:
+                lines.extend(piece.lines)
+        return Polled(topic, lines, slices[-1].end, lost)
+
+    def advance(self, polled: Polled) -> None:
+        """Mark ``polled`` as handled: its offset is committed with the next commit."""
+        self.offsets[polled.topic] = polled.end
+        self.uncommitted = True
+
+    async def commit(self, state: Any = None) -> None:
+        """Store the handled offsets (and ``state``) atomically."""
+        await asyncio.to_thread(self.bus.commit, self.group, dict(self.offsets), state)
+        self.uncommitted = False
+
+    async def lag(self) -> int:
+        """Lines of the followed topics not yet committed by this group."""
+        topics = await self.topics()
+        return await asyncio.to_thread(self.bus.lag, self.group, topics) if topics else 0

@@ -1,0 +1,1 @@
+"""Jobs: stream computations that consume the bus and publish their results back to it."""

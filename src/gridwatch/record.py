@@ -1,0 +1,319 @@
+"""The MONIT envelope: decoding, validation and the canonical identity of records.
+
+Every piece of data in gridwatch is one :class:`Record`. Records arrive as JSON envelopes
+(``producer``, ``type``, ``type_prefix``, ``timestamp``, ``host``, ``_id``, ``version``,
+``data``, ``idb_tags``, ``idb_fields``), are validated a whole batch at a time, and are stored
+with the timestamp in UTC milliseconds and a deterministic 128-bit ``_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+TypePrefix = Literal["raw", "enr", "agg"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+# Epoch values at or above this magnitude are milliseconds: 1e11 s is the year 5138,
+# while 1e11 ms is March 1973, so real-world data is never ambiguous.
+_MS_THRESHOLD = 1e11
+
+
+class Record(msgspec.Struct, omit_defaults=True):
+    """A validated envelope. ``timestamp`` is UTC epoch milliseconds, ``id`` is never empty."""
+
+    producer: str
+    type: str
+    timestamp: int
+    id: str = msgspec.field(name="_id", default="")
+    type_prefix: TypePrefix = "raw"
+    host: str | None = None
+    version: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    idb_tags: list[str] | None = None
+    idb_fields: list[str] | None = None
+
+    @property
+    def topic(self) -> str:
+        """The bus topic that this record is routed to."""
+        return topic_name(self.producer, self.type_prefix, self.type)
+
+
+class _Wire(msgspec.Struct, forbid_unknown_fields=True):
+    """An envelope as senders write it, before normalisation."""
+
+    producer: str
+    type: str
+    type_prefix: TypePrefix = "raw"
+    timestamp: int | float | str | None = None
+    host: str | None = None
+    id: str | None = msgspec.field(name="_id", default=None)
+    version: str | int | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    idb_tags: list[str] | None = None
+    idb_fields: list[str] | None = None
+
+
+def topic_name(producer: str, type_prefix: str, type_: str) -> str:
+    """The bus topic of an envelope: ``{producer}_{type_prefix}_{type}``."""
+    return f"{producer}_{type_prefix}_{type_}"
+
+
+class RecordError(ValueError):
+    """A record that cannot be accepted; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    """How far from now a record's timestamp may be before it is rejected."""
+
+    max_future_s: float = 3600.0
+    max_past_s: float = 20 * 365 * 86400.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One rejected record: its position in the input, the reason, and the input itself."""
+
+    index: int
+    reason: str
+    raw: bytes
+
+
+@dataclass
+class DecodeResult:
+    """The outcome of decoding a batch: accepted records and rejections, in input order."""
+
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+_encoder = msgspec.json.Encoder()
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+_record_decoder = msgspec.json.Decoder(Record)
+_records_decoder = msgspec.json.Decoder(list[Record])
+_wire_decoder = msgspec.json.Decoder(_Wire)
+_wire_list_decoder = msgspec.json.Decoder(list[_Wire])
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_AT_PATH = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
+
+
+def record_id(producer: str, type_: str, timestamp_ms: int, data: dict[str, Any]) -> str:
+    """The deterministic 128-bit id of a record, as 32 hex digits.
+
+    The payload is hashed in canonical JSON (sorted keys, keys and values both encoded), so
+    ``{"a": "b"}`` and ``{"b": "a"}`` differ and key order does not matter.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{producer}\0{type_}\0{timestamp_ms}\0".encode())
+    h.update(_sorted_encoder.encode(data))
+    return h.hexdigest()
+
+
+def hash128(*parts: bytes) -> str:
+    """A 128-bit hex digest of byte strings, unambiguous about where each part ends."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON with sorted keys: equal values always give equal bytes."""
+    return _sorted_encoder.encode(value)
+
+
+def encode(record: Record) -> bytes:
+    """One record as envelope JSON (no newline)."""
+    return _encoder.encode(record)
+
+
+def encode_lines(records: Iterable[Record]) -> list[bytes]:
+    """Records as envelope JSON lines, ready for the bus."""
+    enc = _encoder.encode
+    return [enc(r) for r in records]
+
+
+def decode_lines(lines: Sequence[bytes]) -> list[Record]:
+    """Decode envelope lines that gridwatch itself wrote (already validated)."""
+    return _records_decoder.decode(b"[" + b",".join(lines) + b"]")
+
+
+def decode_one(line: bytes) -> Record:
+    """Decode one envelope line that gridwatch itself wrote."""
+    return _record_decoder.decode(line)
+
+
+def to_epoch_ms(value: int | float | str) -> int:
+    """Epoch seconds, epoch milliseconds (detected by magnitude) or ISO 8601, as UTC ms."""
+    if isinstance(value, str):
+        return _parse_time_string(value)
+    if isinstance(value, bool) or not math.isfinite(value):
+        raise RecordError(f"expected epoch seconds or milliseconds, got {value!r}")
+    ms = value if abs(value) >= _MS_THRESHOLD else value * 1000
+    return round(ms)
+
+
+def _parse_time_string(text: str) -> int:
+    stripped = text.strip()
+    try:
+        return to_epoch_ms(float(stripped))
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise RecordError(f"expected epoch or ISO 8601 time, got {text!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return round(parsed.timestamp() * 1000)
+
+
+def format_ms(ms: int) -> str:
+    """UTC milliseconds as ISO 8601, for messages and file names."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+class EnvelopeDecoder:
+    """Decodes and validates batches of envelopes, keeping every good record.
+
+    One bad record never fails its batch: it becomes a :class:`Rejection` with a reason
+    that names its position, e.g. ``$[3].producer: Expected `str`, got `int```.
+    """
+
+    def __init__(
+        self, policy: TimePolicy | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.policy = policy or TimePolicy()
+        self.clock = clock
+
+    def decode_json(self, body: bytes) -> DecodeResult:
+        """Decode one JSON envelope or a JSON array of envelopes.
+
+        Raises :class:`RecordError` when the body is not JSON at all or not an object/array.
+        """
+        stripped = body.lstrip()
+        if stripped[:1] == b"{":
+            return self._decode_items([body])
+        if stripped[:1] != b"[":
+            raise RecordError("expected a JSON object or array of envelope objects")
+        try:
+            wires = _wire_list_decoder.decode(body)
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError as exc:
+            raise RecordError(f"malformed JSON: {exc}") from None
+        else:
+            return self._normalise_all(wires)
+        try:
+            items = _raw_list_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise RecordError(f"malformed JSON: {exc}") from None
+        return self._decode_items([bytes(item) for item in items])
+
+    def decode_ndjson(self, body: bytes) -> DecodeResult:
+        """Decode newline-delimited envelopes; blank lines are ignored, bad lines rejected."""
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        return self._decode_items(lines)
+
+    def decode_objects(self, objects: Sequence[Any]) -> DecodeResult:
+        """Validate Python objects (dicts or Records) as envelopes, e.g. from a collector."""
+        result = DecodeResult()
+        now_ms = self._now_ms()
+        for index, obj in enumerate(objects):
+            try:
+                if isinstance(obj, Record):
+                    obj = msgspec.to_builtins(obj)
+                wire = msgspec.convert(obj, _Wire)
+                result.records.append(self._normalise(wire, now_ms))
+            except (msgspec.ValidationError, RecordError) as exc:
+                raw = _safe_encode(obj)
+                result.rejected.append(Rejection(index, _reason(index, exc), raw))
+        return result
+
+    def _decode_items(self, items: Sequence[bytes]) -> DecodeResult:
+        result = DecodeResult()
+        now_ms = self._now_ms()
+        for index, item in enumerate(items):
+            try:
+                result.records.append(self._normalise(_wire_decoder.decode(item), now_ms))
+            except (msgspec.DecodeError, RecordError) as exc:
+                result.rejected.append(Rejection(index, _reason(index, exc), item))
+        return result
+
+    def _normalise_all(self, wires: list[_Wire]) -> DecodeResult:
+        result = DecodeResult()
+        now_ms = self._now_ms()
+        for index, wire in enumerate(wires):
+            try:
+                result.records.append(self._normalise(wire, now_ms))
+            except RecordError as exc:
+                raw = _safe_encode(wire)
+                result.rejected.append(Rejection(index, _reason(index, exc), raw))
+        return result
+
+    def _now_ms(self) -> int:
+        return round(self.clock() * 1000)
+
+    def _normalise(self, wire: _Wire, now_ms: int) -> Record:
+        if not _NAME.match(wire.producer):
+            raise RecordError(f"$.producer: {wire.producer!r} is not a lowercase name ({NAME_PATTERN})")
+        if not _NAME.match(wire.type):
+            raise RecordError(f"$.type: {wire.type!r} is not a lowercase name ({NAME_PATTERN})")
+        ts = now_ms if wire.timestamp is None else self._timestamp(wire.timestamp, now_ms)
+        record_id_ = wire.id or record_id(wire.producer, wire.type, ts, wire.data)
+        return Record(
+            producer=wire.producer,
+            type=wire.type,
+            timestamp=ts,
+            id=record_id_,
+            type_prefix=wire.type_prefix,
+            host=wire.host,
+            version=None if wire.version is None else str(wire.version),
+            data=wire.data,
+            idb_tags=wire.idb_tags,
+            idb_fields=wire.idb_fields,
+        )
+
+    def _timestamp(self, value: int | float | str, now_ms: int) -> int:
+        try:
+            ts = to_epoch_ms(value)
+        except RecordError as exc:
+            raise RecordError(f"$.timestamp: {exc}") from None
+        if ts > now_ms + self.policy.max_future_s * 1000:
+            raise RecordError(
+                f"$.timestamp: {format_ms(ts)} is more than {self.policy.max_future_s:g} s "
+                "in the future (check the sender's clock)"
+            )
+        if ts < now_ms - self.policy.max_past_s * 1000:
+            raise RecordError(
+                f"$.timestamp: {format_ms(ts)} is more than {self.policy.max_past_s:g} s in the past"
+            )
+        return ts
+
+
+def _reason(index: int, exc: Exception) -> str:
+    """Prefix a decoder message with the record's position: ``$[3].producer: ...``."""
+    message = str(exc)
+    match = _AT_PATH.match(message)
+    if match:
+        return f"$[{index}]{match['path']}: {match['msg']}"
+    if message.startswith("$"):
+        return f"$[{index}]{message[1:]}"
+    return f"$[{index}]: {message}"
+
+
+def _safe_encode(obj: Any) -> bytes:
+    try:
+        return _encoder.encode(obj)
+    except (TypeError, msgspec.EncodeError):
+        return repr(obj).encode()

@@ -1,0 +1,86 @@
+"""From a source's batch to bus entries: run the transforms downstream of it, then group the
+records of every published component by topic."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+
+from gridwatch.bus.base import Entry
+from gridwatch.components import Transform
+from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
+from gridwatch.deadletter import dead_letter
+from gridwatch.metrics import Metrics
+from gridwatch.record import Record, encode, encode_lines, topic_name
+
+log = logging.getLogger(__name__)
+DEADLETTER_ORIGIN = "_deadletter"
+
+
+class Router:
+    """Runs a source's records through its downstream transforms and groups them by topic.
+
+    Only components that a sink or job takes records from are published to the bus.
+    """
+
+    def __init__(
+        self,
+        transforms: Mapping[str, Transform],
+        inputs: Mapping[str, Collection[str]],
+        published: Collection[str],
+        metrics: Metrics,
+    ) -> None:
+        self.transforms = transforms
+        self.children: dict[str, list[str]] = defaultdict(list)
+        for transform_id in transforms:
+            for upstream in inputs[transform_id]:
+                self.children[upstream].append(transform_id)
+        self.published = set(published)
+        self.metrics = metrics
+
+    def route(self, origin: str, records: list[Record]) -> list[Entry]:
+        """Bus entries for the records that ``origin`` produced, including dead letters."""
+        entries: list[Entry] = []
+        dead: list[bytes] = []
+        self._flow(origin, records, entries, dead)
+        if dead:
+            entries.append((DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead))
+        return entries
+
+    def _flow(
+        self, node: str, records: list[Record], entries: list[Entry], dead: list[bytes]
+    ) -> None:
+        if not records:
+            return
+        if node in self.published:
+            entries.extend(by_topic(node, records))
+        for child in self.children.get(node, ()):
+            self._flow(child, self._apply(child, records, dead), entries, dead)
+
+    def _apply(self, transform_id: str, records: list[Record], dead: list[bytes]) -> list[Record]:
+        transform = self.transforms[transform_id]
+        self.metrics.inc(transform_id, "received", len(records))
+        try:
+            out = transform.process(records)
+        except Exception:
+            # Find the records that break it, one at a time, and keep the rest flowing.
+            out = []
+            for record in records:
+                try:
+                    out.extend(transform.process([record]))
+                except Exception as exc:  # a per-record failure is a dead letter, not a crash
+                    reason = f"{type(exc).__name__}: {exc}"
+                    dead.append(dead_letter(encode(record), reason, transform_id))
+                    self.metrics.inc(transform_id, "errors")
+                    log.warning("%s rejected record %s: %s", transform_id, record.id, reason)
+        self.metrics.inc(transform_id, "sent", len(out))
+        return out
+
+
+def by_topic(origin: str, records: list[Record]) -> list[Entry]:
+    """Group records by their envelope's topic and encode them as lines."""
+    groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
+    for record in records:
+        groups[(record.producer, record.type_prefix, record.type)].append(record)
+    return [(topic_name(*key), origin, encode_lines(group)) for key, group in groups.items()]

@@ -1,0 +1,1 @@
+"""Transforms: pure functions over batches of records, between sources and the bus."""

@@ -60,7 +60,10 @@ class BusReader:
         lost = max(0, slices[0].offset - offset)
         if lost:
             log.warning(
-                "%s: retention deleted %d lines of %s before they were read", self.group, lost, topic
+                "%s: retention deleted %d lines of %s before they were read",
+                self.group,
+                lost,
+                topic,
             )
         lines: list[bytes] = []
         for piece in slices:

@@ -231,9 +231,8 @@ class EnvelopeDecoder:
         now_ms = self._now_ms()
         for index, obj in enumerate(objects):
             try:
-                if isinstance(obj, Record):
-                    obj = msgspec.to_builtins(obj)
-                wire = msgspec.convert(obj, _Wire)
+                plain = msgspec.to_builtins(obj) if isinstance(obj, Record) else obj
+                wire = msgspec.convert(plain, _Wire)
                 result.records.append(self._normalise(wire, now_ms))
             except (msgspec.ValidationError, RecordError) as exc:
                 raw = _safe_encode(obj)
@@ -266,7 +265,9 @@ class EnvelopeDecoder:
 
     def _normalise(self, wire: _Wire, now_ms: int) -> Record:
         if not _NAME.match(wire.producer):
-            raise RecordError(f"$.producer: {wire.producer!r} is not a lowercase name ({NAME_PATTERN})")
+            raise RecordError(
+                f"$.producer: {wire.producer!r} is not a lowercase name ({NAME_PATTERN})"
+            )
         if not _NAME.match(wire.type):
             raise RecordError(f"$.type: {wire.type!r} is not a lowercase name ({NAME_PATTERN})")
         ts = now_ms if wire.timestamp is None else self._timestamp(wire.timestamp, now_ms)
@@ -296,7 +297,8 @@ class EnvelopeDecoder:
             )
         if ts < now_ms - self.policy.max_past_s * 1000:
             raise RecordError(
-                f"$.timestamp: {format_ms(ts)} is more than {self.policy.max_past_s:g} s in the past"
+                f"$.timestamp: {format_ms(ts)} is more than {self.policy.max_past_s:g} s "
+                "in the past"
             )
         return ts
 

@@ -50,7 +50,7 @@ class Backoff:
 
     def next(self) -> float:
         """The pause before the next attempt."""
-        pause = min(self.maximum, self.initial * 2**self.attempt)
+        pause: float = min(self.maximum, self.initial * 2.0**self.attempt)
         self.attempt += 1
         return pause
 
@@ -89,11 +89,13 @@ class Runtime:
         }
         for spec in pipeline.components.values():
             self.metrics.declare(spec.id, spec.kind)
-        transforms = {
-            cid: c for cid, c in self.components.items() if isinstance(c, Transform)
+        transforms = {cid: c for cid, c in self.components.items() if isinstance(c, Transform)}
+        consumed = {
+            name
+            for spec in pipeline.components.values()
+            if spec.kind in ("sink", "job")
+            for name in spec.inputs
         }
-        consumed = {name for spec in pipeline.components.values()
-                    if spec.kind in ("sink", "job") for name in spec.inputs}
         inputs = {spec.id: spec.inputs for spec in pipeline.components.values()}
         self.router = Router(transforms, inputs, consumed, self.metrics)
         self.readers: dict[str, BusReader] = {}
@@ -123,19 +125,33 @@ class Runtime:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
-        self.metrics.gauge("bus_lag_records", "Records not yet committed per consumer group.",
-                           "group", self._lags)
+        self.metrics.gauge(
+            "bus_lag_records", "Records not yet committed per consumer group.", "group", self._lags
+        )
         await self.server.start(self.listen)
         await asyncio.to_thread(self._open_transforms)
-        sources = [asyncio.create_task(self._run_source(c))
-                   for c in self.components.values() if isinstance(c, Source)]
-        consumers = [asyncio.create_task(self._run_sink(c))
-                     for c in self.components.values() if isinstance(c, Sink)]
-        consumers += [asyncio.create_task(self._run_job(c))
-                      for c in self.components.values() if isinstance(c, Job)]
+        sources = [
+            asyncio.create_task(self._run_source(c))
+            for c in self.components.values()
+            if isinstance(c, Source)
+        ]
+        consumers = [
+            asyncio.create_task(self._run_sink(c))
+            for c in self.components.values()
+            if isinstance(c, Sink)
+        ]
+        consumers += [
+            asyncio.create_task(self._run_job(c))
+            for c in self.components.values()
+            if isinstance(c, Job)
+        ]
         retention = asyncio.create_task(self._retention())
-        log.info("pipeline %s running: %d components, listening on %s",
-                 self.pipeline.filename, len(self.components), self.listen)
+        log.info(
+            "pipeline %s running: %d components, listening on %s",
+            self.pipeline.filename,
+            len(self.components),
+            self.listen,
+        )
         try:
             await self._sources_stop.wait()
         finally:
@@ -161,21 +177,24 @@ class Runtime:
                 async for batch in self._until_stopped(source.batches()):
                     await self._deliver(source.id, batch)
                     backoff.reset()
-                else:
-                    if not self._sources_stop.is_set():
-                        self.status[source.id] = "finished"
-                    return
+                if not self._sources_stop.is_set():
+                    self.status[source.id] = "finished"
+                return
             except Exception as exc:
                 self.status[source.id] = "retrying"
                 self.metrics.inc(source.id, "errors")
-                log.error("source %s (%s) failed: %s; restarting", source.id, spec.cls.type_name, exc)
+                log.error(
+                    "source %s (%s) failed: %s; restarting", source.id, spec.cls.type_name, exc
+                )
                 if await sleep_unless(self._sources_stop, backoff.next()):
                     return
             finally:
                 with contextlib.suppress(Exception):
                     await source.close()
 
-    async def _until_stopped(self, batches: AsyncIterator[SourceBatch]) -> AsyncIterator[SourceBatch]:
+    async def _until_stopped(
+        self, batches: AsyncIterator[SourceBatch]
+    ) -> AsyncIterator[SourceBatch]:
         """The source's batches, until the pipeline stops (never cutting a delivery short)."""
         stopping = asyncio.ensure_future(self._sources_stop.wait())
         try:
@@ -220,9 +239,7 @@ class Runtime:
         if batch.acked is not None and not batch.acked.done():
             batch.acked.set_result(None)
 
-    def _append(
-        self, source_id: str, batch: SourceBatch, dead: list[bytes], position: Any
-    ) -> None:
+    def _append(self, source_id: str, batch: SourceBatch, dead: list[bytes], position: Any) -> None:
         entries = self.router.route(source_id, batch.records)
         if dead:
             entries.append((DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead))
@@ -275,9 +292,16 @@ class Runtime:
                 self.status[sink.id] = "retrying"
                 self.metrics.inc(sink.id, "errors")
                 pause = backoff.next()
-                log.warning("sink %s: write of %d records to %s failed (attempt %d): %s; "
-                            "retrying in %.1f s", sink.id, len(batch), polled.topic,
-                            backoff.attempt, exc, pause)
+                log.warning(
+                    "sink %s: write of %d records to %s failed (attempt %d): %s; "
+                    "retrying in %.1f s",
+                    sink.id,
+                    len(batch),
+                    polled.topic,
+                    backoff.attempt,
+                    exc,
+                    pause,
+                )
                 if await sleep_unless(self._consumers_stop, pause):
                     return False
         self.status[sink.id] = "running"
@@ -285,12 +309,12 @@ class Runtime:
         self.metrics.inc(sink.id, "sent", len(batch) - len(result.rejected))
         if result.rejected:
             attempts = backoff.attempt + 1
-            dead = [dead_letter(batch.lines[i], reason, sink.id, attempts)
-                    for i, reason in result.rejected]
+            dead = [
+                dead_letter(batch.lines[i], reason, sink.id, attempts)
+                for i, reason in result.rejected
+            ]
             self.metrics.inc(sink.id, "dropped", len(dead))
-            await asyncio.to_thread(
-                self.bus.append, [(DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead)]
-            )
+            await asyncio.to_thread(self.bus.append, [(DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead)])
         return True
 
     async def _commit_sink(self, sink: Sink, reader: BusReader) -> None:
@@ -346,4 +370,3 @@ class Runtime:
             topics = self.bus.topics_from(reader.origins)
             lags[reader.group] = float(self.bus.lag(reader.group, topics)) if topics else 0.0
         return lags
-

@@ -58,5 +58,6 @@ class Server:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         text = await asyncio.to_thread(self.metrics.render)
-        return web.Response(text=text, content_type="text/plain",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return web.Response(
+            text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
+        )

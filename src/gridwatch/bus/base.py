@@ -12,7 +12,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-
 Entry = tuple[str, str, Sequence[bytes]]
 """What to append: (topic, origin, lines)."""
 

@@ -227,20 +227,26 @@ class SqliteBus:
             )
 
     def position(self, source: str) -> Any:
-        row = self._conn().execute(
-            "SELECT state FROM positions WHERE source = ?", (source,)
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT state FROM positions WHERE source = ?", (source,))
+            .fetchone()
+        )
         return json.loads(row[0]) if row else None
 
     def lag(self, group: str, topics: Collection[str]) -> int:
         marks = ",".join("?" * len(topics))
-        (lag,) = self._conn().execute(
-            "SELECT COALESCE(SUM(MAX(0, t.next_offset - MAX(t.start_offset, "
-            "COALESCE(g.next_offset, 0)))), 0) "
-            "FROM topics t LEFT JOIN group_offsets g ON g.topic_id = t.id AND g.grp = ? "
-            f"WHERE t.name IN ({marks})",
-            (group, *topics),
-        ).fetchone()
+        (lag,) = (
+            self._conn()
+            .execute(
+                "SELECT COALESCE(SUM(MAX(0, t.next_offset - MAX(t.start_offset, "
+                "COALESCE(g.next_offset, 0)))), 0) "
+                "FROM topics t LEFT JOIN group_offsets g ON g.topic_id = t.id AND g.grp = ? "
+                f"WHERE t.name IN ({marks})",
+                (group, *topics),
+            )
+            .fetchone()
+        )
         return int(lag)
 
     def enforce_retention(self, max_age_s: float | None, max_bytes: int | None) -> int:

@@ -58,7 +58,9 @@ class RecordSettings(_Settings):
         3600.0, ge=0, description="Reject records stamped further than this in the future."
     )
     max_past_s: float = Field(
-        20 * 365 * 86400.0, ge=0, description="Reject records stamped further than this in the past."
+        20 * 365 * 86400.0,
+        ge=0,
+        description="Reject records stamped further than this in the past.",
     )
 
     def policy(self) -> TimePolicy:
@@ -75,11 +77,15 @@ class ServerSettings(_Settings):
 
 
 class _TopLevel(_Settings):
-    sources: dict[str, Any] = Field(default_factory=dict, description="Components that produce records.")
+    sources: dict[str, Any] = Field(
+        default_factory=dict, description="Components that produce records."
+    )
     transforms: dict[str, Any] = Field(
         default_factory=dict, description="Pure functions over batches, before the bus."
     )
-    sinks: dict[str, Any] = Field(default_factory=dict, description="Where the bus's records are written.")
+    sinks: dict[str, Any] = Field(
+        default_factory=dict, description="Where the bus's records are written."
+    )
     jobs: dict[str, Any] = Field(
         default_factory=dict, description="Stream jobs that write results back to the bus."
     )
@@ -125,7 +131,9 @@ def load_pipeline(path: FilePath | str) -> Pipeline:
     try:
         text = file_path.read_text()
     except OSError as exc:
-        raise ConfigProblems(str(file_path), [Problem((), f"cannot read: {exc.strerror}")]) from None
+        raise ConfigProblems(
+            str(file_path), [Problem((), f"cannot read: {exc.strerror}")]
+        ) from None
     return parse_pipeline(text, str(file_path), file_path.parent)
 
 
@@ -149,7 +157,9 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
             if spec is None:
                 continue
             if spec.id in components:
-                problems.append(Problem((section, spec.id), f"duplicate id (also a {components[spec.id].kind})"))
+                problems.append(
+                    Problem((section, spec.id), f"duplicate id (also a {components[spec.id].kind})")
+                )
                 continue
             components[spec.id] = spec
     problems.extend(_graph_problems(components))
@@ -168,7 +178,9 @@ def _component(
 ) -> ComponentSpec | None:
     path: Path = (SECTIONS[kind], component_id)
     if not _ID.match(component_id):
-        problems.append(Problem(path, "ids are letters, digits, '_', '.', '-' and start with a letter or digit"))
+        problems.append(
+            Problem(path, "ids are letters, digits, '_', '.', '-' and start with a letter or digit")
+        )
         return None
     if not isinstance(raw, dict):
         problems.append(Problem(path, "expected a mapping with a 'type'"))
@@ -178,7 +190,7 @@ def _component(
     if type_name not in known:
         choices = ", ".join(sorted(known)) or "none"
         what = "missing 'type'" if type_name is None else f"unknown {kind} type {type_name!r}"
-        problems.append(Problem(path + ("type",), f"{what} (known: {choices})"))
+        problems.append(Problem((*path, "type"), f"{what} (known: {choices})"))
         return None
     cls = known[type_name]
     config = _validate_model(cls.Config, raw, path, problems)
@@ -188,9 +200,7 @@ def _component(
     return ComponentSpec(component_id, kind, cls, config, names)
 
 
-def _validate_model(
-    model: type[BaseModel], value: Any, path: Path, problems: list[Problem]
-) -> Any:
+def _validate_model(model: type[BaseModel], value: Any, path: Path, problems: list[Problem]) -> Any:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
@@ -228,11 +238,15 @@ def _graph_problems(components: dict[str, ComponentSpec]) -> list[Problem]:
                 known = ", ".join(sorted(components)) or "none"
                 problems.append(Problem(path, f"unknown input {name!r} (known: {known})"))
             elif target.kind not in allowed[spec.kind]:
-                problems.append(Problem(path, f"a {spec.kind} cannot take input from a {target.kind}"))
+                problems.append(
+                    Problem(path, f"a {spec.kind} cannot take input from a {target.kind}")
+                )
     for spec in components.values():
         if spec.kind in ("source", "transform") and spec.id not in consumed:
             problems.append(
-                Problem((SECTIONS[spec.kind], spec.id), f"nothing consumes this {spec.kind}'s records")
+                Problem(
+                    (SECTIONS[spec.kind], spec.id), f"nothing consumes this {spec.kind}'s records"
+                )
             )
     problems.extend(_cycles(components))
     return problems
@@ -248,7 +262,11 @@ def _cycles(components: dict[str, ComponentSpec]) -> list[Problem]:
             if upstream not in components:
                 continue
             if state.get(upstream) == 1:
-                cycle = trail[trail.index(upstream):] + [upstream] if upstream in trail else [node, upstream]
+                cycle = (
+                    [*trail[trail.index(upstream) :], upstream]
+                    if upstream in trail
+                    else [node, upstream]
+                )
                 spec = components[node]
                 problems.append(
                     Problem((SECTIONS[spec.kind], node, "inputs"), "cycle: " + " <- ".join(cycle))
@@ -269,17 +287,13 @@ def pipeline_schema() -> dict[str, Any]:
     sections: dict[str, Any] = {}
     for kind in KINDS:
         configs = [cls.Config for cls in registry[kind].values()]
-        if not configs:
-            entry: Any = dict[str, ComponentConfig]
-        elif len(configs) == 1:
+        entry: Any = dict[str, ComponentConfig]
+        if len(configs) == 1:
             entry = dict[str, configs[0]]  # type: ignore[valid-type]
-        else:
-            union = Annotated[
-                configs[0] if len(configs) == 1 else _union(configs), Field(discriminator="type")
-            ]
-            entry = dict[str, union]  # type: ignore[valid-type]
+        elif configs:
+            entry = dict[str, Annotated[_union(configs), Field(discriminator="type")]]  # type: ignore[misc]
         sections[SECTIONS[kind]] = (entry, Field(default_factory=dict))
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         "PipelineFile", __base__=_TopLevel, __doc__="A gridwatch pipeline file.", **sections
     )
     schema: dict[str, Any] = TypeAdapter(model).json_schema()

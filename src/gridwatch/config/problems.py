@@ -40,4 +40,6 @@ class ConfigProblems(ConfigurationError):
         self.problems = sorted(problems, key=lambda p: (p.line or 0, format_path(p.path)))
         count = len(self.problems)
         lines = [p.render(filename) for p in self.problems]
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in {filename}:\n" + "\n".join(lines))
+        super().__init__(
+            f"{count} problem{'s' if count != 1 else ''} in {filename}:\n" + "\n".join(lines)
+        )

@@ -27,9 +27,9 @@ class Resolved(str):
 def resolve(value: Any, path: Path, base_dir: FilePath, problems: list[Problem]) -> Any:
     """Replace references everywhere in a loaded document; missing ones become problems."""
     if isinstance(value, dict):
-        return {k: resolve(v, path + (str(k),), base_dir, problems) for k, v in value.items()}
+        return {k: resolve(v, (*path, str(k)), base_dir, problems) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve(v, path + (i,), base_dir, problems) for i, v in enumerate(value)]
+        return [resolve(v, (*path, i), base_dir, problems) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         return _resolve_string(value, path, base_dir, problems)
     return value

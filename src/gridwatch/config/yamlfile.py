@@ -57,14 +57,14 @@ def _build(
             key = loader.construct_object(key_node, deep=True)
             if key in result:
                 problems.append(
-                    Problem(path + (str(key),), "duplicate key", key_node.start_mark.line + 1)
+                    Problem((*path, str(key)), "duplicate key", key_node.start_mark.line + 1)
                 )
                 continue
-            result[key] = _build(loader, value_node, path + (str(key),), lines, problems)
+            result[key] = _build(loader, value_node, (*path, str(key)), lines, problems)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _build(loader, item, path + (index,), lines, problems)
+            _build(loader, item, (*path, index), lines, problems)
             for index, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)

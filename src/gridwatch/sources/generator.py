@@ -18,17 +18,39 @@ from gridwatch.components import Source, SourceBatch, SourceConfig, register
 from gridwatch.record import Record, record_id
 
 SITES = (
-    ("CERN-PROD", "CERN", "ch"), ("BNL-ATLAS", "US", "us"), ("FZK-LCG2", "DE", "de"),
-    ("IN2P3-CC", "FR", "fr"), ("RAL-LCG2", "UK", "uk"), ("TRIUMF-LCG2", "CA", "ca"),
-    ("INFN-T1", "IT", "it"), ("pic", "ES", "es"), ("NDGF-T1", "ND", "se"),
-    ("SARA-MATRIX", "NL", "nl"), ("TOKYO-LCG2", "FR", "jp"), ("AGLT2", "US", "us"),
-    ("MWT2", "US", "us"), ("DESY-HH", "DE", "de"), ("praguelcg2", "DE", "cz"),
+    ("CERN-PROD", "CERN", "ch"),
+    ("BNL-ATLAS", "US", "us"),
+    ("FZK-LCG2", "DE", "de"),
+    ("IN2P3-CC", "FR", "fr"),
+    ("RAL-LCG2", "UK", "uk"),
+    ("TRIUMF-LCG2", "CA", "ca"),
+    ("INFN-T1", "IT", "it"),
+    ("pic", "ES", "es"),
+    ("NDGF-T1", "ND", "se"),
+    ("SARA-MATRIX", "NL", "nl"),
+    ("TOKYO-LCG2", "FR", "jp"),
+    ("AGLT2", "US", "us"),
+    ("MWT2", "US", "us"),
+    ("DESY-HH", "DE", "de"),
+    ("praguelcg2", "DE", "cz"),
 )
 STATES = ("defined", "waiting", "activated", "running", "finished", "failed", "cancelled")
 LABELS = ("managed", "user", "panda", "test")
 TRANSFORMATIONS = ("Sim_tf.py", "Reco_tf.py", "Derivation_tf.py", "runGen", "Merge_tf.py")
-DOMAINS = ("cern.ch", "bnl.gov", "kit.edu", "in2p3.fr", "rl.ac.uk", "infn.it", "pic.es",
-           "desy.de", "ndgf.org", "triumf.ca", "uchicago.edu", "cnaf.infn.it")
+DOMAINS = (
+    "cern.ch",
+    "bnl.gov",
+    "kit.edu",
+    "in2p3.fr",
+    "rl.ac.uk",
+    "infn.it",
+    "pic.es",
+    "desy.de",
+    "ndgf.org",
+    "triumf.ca",
+    "uchicago.edu",
+    "cnaf.infn.it",
+)
 PROTOCOLS = ("root", "xroot", "http", "https", "gsiftp")
 ERROR_CODES = (0, 0, 0, 0, 0, 1008, 1201, 1305, 1099, 1150)
 
@@ -38,7 +60,7 @@ class GeneratorConfig(SourceConfig):
 
     type: Literal["generator"] = "generator"
     kinds: list[Literal["panda", "xrootd"]] = Field(
-        default_factory=lambda: ["panda", "xrootd"],
+        default=["panda", "xrootd"],
         min_length=1,
         description="Which record kinds to emit, in turn.",
     )

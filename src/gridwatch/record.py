@@ -308,7 +308,8 @@ def _reason(index: int, exc: Exception) -> str:
     message = str(exc)
     match = _AT_PATH.match(message)
     if match:
-        return f"$[{index}]{match['path']}: {match['msg']}"
+        hint = " (expected raw, enr or agg)" if match["path"] == ".type_prefix" else ""
+        return f"$[{index}]{match['path']}: {match['msg']}{hint}"
     if message.startswith("$"):
         return f"$[{index}]{message[1:]}"
     return f"$[{index}]: {message}"

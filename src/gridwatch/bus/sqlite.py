@@ -168,8 +168,8 @@ class SqliteBus:
             return []
         slices: list[Slice] = []
         total = 0
-        # Rows are whole batches, so ask for a few more than max_lines / batch size.
-        rows = conn.execute(_READ, {"t": topic_id, "o": offset, "n": 64})
+        # Every row holds at least one line, so max_lines rows are always enough.
+        rows = conn.execute(_READ, {"t": topic_id, "o": offset, "n": max_lines})
         for base, origin, payload in rows:
             lines = bytes(payload).split(b"\n")
             skip = max(0, offset - base)

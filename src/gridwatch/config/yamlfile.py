@@ -60,7 +60,9 @@ def _build(
                     Problem((*path, str(key)), "duplicate key", key_node.start_mark.line + 1)
                 )
                 continue
-            result[key] = _build(loader, value_node, (*path, str(key)), lines, problems)
+            child = (*path, str(key))
+            result[key] = _build(loader, value_node, child, lines, problems)
+            lines[child] = key_node.start_mark.line + 1  # point at the key, not its value
         return result
     if isinstance(node, yaml.SequenceNode):
         return [

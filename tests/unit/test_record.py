@@ -1,0 +1,145 @@
+"""The envelope: decoding, normalisation, rejection reasons and identity."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gridwatch.record import (
+    EnvelopeDecoder,
+    Record,
+    RecordError,
+    TimePolicy,
+    decode_lines,
+    encode_lines,
+    record_id,
+    to_epoch_ms,
+)
+
+NOW_S = 1_800_000_000.0
+
+
+def decoder(**policy: float) -> EnvelopeDecoder:
+    return EnvelopeDecoder(TimePolicy(**policy), clock=lambda: NOW_S)
+
+
+def env(**fields: object) -> dict[str, object]:
+    return {"producer": "panda", "type": "jobs", "timestamp": NOW_S, "data": {"a": 1}} | fields
+
+
+def test_seconds_and_milliseconds_are_detected() -> None:
+    assert to_epoch_ms(1_700_000_000) == 1_700_000_000_000
+    assert to_epoch_ms(1_700_000_000.5) == 1_700_000_000_500
+    assert to_epoch_ms(1_700_000_000_123) == 1_700_000_000_123
+    assert to_epoch_ms("1700000000") == 1_700_000_000_000
+
+
+def test_iso_8601_with_and_without_zone() -> None:
+    assert to_epoch_ms("2023-11-14T22:13:20Z") == 1_700_000_000_000
+    assert to_epoch_ms("2023-11-14T23:13:20+01:00") == 1_700_000_000_000
+    assert to_epoch_ms("2023-11-14T22:13:20") == 1_700_000_000_000  # naive means UTC
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "", float("nan"), float("inf"), True])
+def test_bad_times_are_rejected(bad: object) -> None:
+    with pytest.raises(RecordError):
+        to_epoch_ms(bad)  # type: ignore[arg-type]
+
+
+def test_batch_keeps_good_records_and_explains_bad_ones() -> None:
+    body = json.dumps(
+        [
+            env(),
+            env(producer=42),
+            env(producer="Panda"),
+            env(type_prefix="cooked"),
+            env(data=[1, 2]),
+            {"type": "jobs"},
+            env(extra=1),
+            env(timestamp=NOW_S + 7200),
+            env(timestamp="never"),
+        ]
+    ).encode()
+    result = decoder().decode_json(body)
+    assert len(result.records) == 1
+    reasons = {r.index: r.reason for r in result.rejected}
+    assert reasons[1] == "$[1].producer: Expected `str`, got `int`"
+    assert reasons[2].startswith("$[2].producer: 'Panda' is not a lowercase name")
+    assert reasons[3] == "$[3].type_prefix: Invalid enum value 'cooked' (expected raw, enr or agg)"
+    assert reasons[4] == "$[4].data: Expected `object`, got `array`"
+    assert reasons[5] == "$[5]: Object missing required field `producer`"
+    assert reasons[6] == "$[6]: Object contains unknown field `extra`"
+    assert "in the future" in reasons[7] and reasons[7].startswith("$[7].timestamp")
+    assert reasons[8].startswith("$[8].timestamp: expected epoch or ISO 8601 time")
+    assert json.loads(result.rejected[0].raw)["producer"] == 42  # the input is kept
+
+
+def test_ndjson_rejects_malformed_lines_alone() -> None:
+    lines = [json.dumps(env()), "{not json", "", json.dumps(env(type="transfers"))]
+    result = decoder().decode_ndjson("\n".join(lines).encode())
+    assert [r.type for r in result.records] == ["jobs", "transfers"]
+    assert len(result.rejected) == 1
+    assert result.rejected[0].index == 1
+    assert result.rejected[0].raw == b"{not json"
+
+
+def test_malformed_body_is_one_clear_error() -> None:
+    with pytest.raises(RecordError, match="malformed JSON"):
+        decoder().decode_json(b"[{")
+    with pytest.raises(RecordError, match="expected a JSON object or array"):
+        decoder().decode_json(b"42")
+
+
+def test_time_policy_bounds() -> None:
+    strict = decoder(max_future_s=10, max_past_s=60)
+    ok = strict.decode_objects([env(timestamp=NOW_S + 5), env(timestamp=NOW_S - 59)])
+    bad = strict.decode_objects([env(timestamp=NOW_S + 11), env(timestamp=NOW_S - 61)])
+    assert len(ok.records) == 2 and not ok.rejected
+    assert len(bad.rejected) == 2 and not bad.records
+
+
+def test_missing_timestamp_is_the_receive_time() -> None:
+    (record,) = decoder().decode_objects([{"producer": "p", "type": "t"}]).records
+    assert record.timestamp == round(NOW_S * 1000)
+    assert record.data == {}
+
+
+def test_id_is_deterministic_and_given_ids_are_kept() -> None:
+    a, b, c = decoder().decode_objects([env(), env(), env(_id="mine")]).records
+    assert a.id == b.id and len(a.id) == 32
+    assert c.id == "mine"
+
+
+def test_id_depends_on_keys_and_values_not_on_key_order() -> None:
+    base = record_id("p", "t", 1, {"foo": "bar"})
+    assert base != record_id("p", "t", 1, {"bar": "foo"})
+    assert record_id("p", "t", 1, {"x": 1, "y": 2}) == record_id("p", "t", 1, {"y": 2, "x": 1})
+    assert base != record_id("p", "t", 2, {"foo": "bar"})
+    assert base != record_id("p", "u", 1, {"foo": "bar"})
+
+
+def test_topic_follows_the_envelope() -> None:
+    record = Record("panda", "all", 0, "x", type_prefix="enr")
+    assert record.topic == "panda_enr_all"
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+            | st.floats(allow_nan=False, allow_infinity=False),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+            max_leaves=10,
+        ),
+        max_size=6,
+    )
+)
+def test_encoding_round_trips_any_payload(data: dict[str, object]) -> None:
+    (record,) = decoder().decode_objects([env(data=data)]).records
+    (back,) = decode_lines(encode_lines([record]))
+    assert back == record
+    assert back.data == data

@@ -60,8 +60,9 @@ def test_groups_commit_offsets_and_state_and_report_lag(bus: SqliteBus) -> None:
 
 
 def test_position_and_commit_are_atomic_with_the_append(bus: SqliteBus) -> None:
-    bus.append([("t", "s", [b"x"])], position=("src", {"cursor": 5}),
-               commit=("job", {"in": 3}, {"n": 1}))
+    bus.append(
+        [("t", "s", [b"x"])], position=("src", {"cursor": 5}), commit=("job", {"in": 3}, {"n": 1})
+    )
     assert bus.position("src") == {"cursor": 5}
     assert bus.committed("job").offsets == {"in": 3}
 

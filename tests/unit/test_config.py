@@ -119,7 +119,9 @@ def test_env_and_file_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert str(specs["out"].config.directory) == "/data/out"
     assert specs["gen"].config.rate_per_s == 25
     found = problems(GOOD.replace("/tmp/out", "${env:GW_SURELY_UNSET}"))
-    assert found == ["p.yaml:8: sinks.out.directory: environment variable GW_SURELY_UNSET is not set"]
+    assert found == [
+        "p.yaml:8: sinks.out.directory: environment variable GW_SURELY_UNSET is not set"
+    ]
 
 
 class _SecretSinkConfig(SinkConfig):

@@ -130,9 +130,15 @@ def test_topic_follows_the_envelope() -> None:
     st.dictionaries(
         st.text(min_size=1, max_size=8),
         st.recursive(
-            st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.text(max_size=20)
             | st.floats(allow_nan=False, allow_infinity=False),
-            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+            ),
             max_leaves=10,
         ),
         max_size=6,

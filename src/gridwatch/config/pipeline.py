@@ -149,10 +149,12 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
     top = _validate_model(_TopLevel, value, (), problems)
     registry = load_builtins()
     components: dict[str, ComponentSpec] = {}
+    mentioned: set[str] = set()  # inputs named anywhere, even by components that are invalid
     for kind in KINDS:
         section = SECTIONS[kind]
         entries = value.get(section)
         for component_id, raw in entries.items() if isinstance(entries, dict) else ():
+            mentioned.update(_raw_inputs(raw))
             spec = _component(kind, str(component_id), raw, registry, problems)
             if spec is None:
                 continue
@@ -162,7 +164,7 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
                 )
                 continue
             components[spec.id] = spec
-    problems.extend(_graph_problems(components))
+    problems.extend(_graph_problems(components, mentioned))
     located = [Problem(p.path, p.message, p.line or doc.line(p.path)) for p in problems]
     if located or top is None:
         raise ConfigProblems(filename, located)
@@ -195,9 +197,13 @@ def _component(
     cls = known[type_name]
     config = _validate_model(cls.Config, raw, path, problems)
     # An invalid component still takes part in the graph checks, with the inputs it names.
-    inputs = raw.get("inputs") if config is None else getattr(config, "inputs", [])
-    names = [str(i) for i in inputs] if isinstance(inputs, list) else []
-    return ComponentSpec(component_id, kind, cls, config, names)
+    inputs = _raw_inputs(raw) if config is None else getattr(config, "inputs", [])
+    return ComponentSpec(component_id, kind, cls, config, inputs)
+
+
+def _raw_inputs(raw: Any) -> list[str]:
+    inputs = raw.get("inputs") if isinstance(raw, dict) else None
+    return [str(i) for i in inputs] if isinstance(inputs, list) else []
 
 
 def _validate_model(model: type[BaseModel], value: Any, path: Path, problems: list[Problem]) -> Any:
@@ -218,7 +224,7 @@ def _describe(error: Any) -> str:
     return str(error["msg"])
 
 
-def _graph_problems(components: dict[str, ComponentSpec]) -> list[Problem]:
+def _graph_problems(components: dict[str, ComponentSpec], mentioned: set[str]) -> list[Problem]:
     problems: list[Problem] = []
     allowed: dict[Kind, set[Kind]] = {
         "source": set(),
@@ -226,11 +232,9 @@ def _graph_problems(components: dict[str, ComponentSpec]) -> list[Problem]:
         "sink": {"source", "transform", "job"},
         "job": {"source", "transform", "job"},
     }
-    consumed: set[str] = set()
     for spec in components.values():
         for index, name in enumerate(spec.inputs):
             path: Path = (SECTIONS[spec.kind], spec.id, "inputs", index)
-            consumed.add(name)
             if name == DEADLETTER_INPUT and spec.kind in ("sink", "job"):
                 continue
             target = components.get(name)
@@ -242,7 +246,7 @@ def _graph_problems(components: dict[str, ComponentSpec]) -> list[Problem]:
                     Problem(path, f"a {spec.kind} cannot take input from a {target.kind}")
                 )
     for spec in components.values():
-        if spec.kind in ("source", "transform") and spec.id not in consumed:
+        if spec.kind in ("source", "transform") and spec.id not in mentioned:
             problems.append(
                 Problem(
                     (SECTIONS[spec.kind], spec.id), f"nothing consumes this {spec.kind}'s records"

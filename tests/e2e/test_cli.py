@@ -1,0 +1,71 @@
+"""The `gridwatch` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SRC
+
+pytestmark = pytest.mark.e2e
+ROOT = SRC.parent
+
+
+def gridwatch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return subprocess.run(
+        [sys.executable, "-m", "gridwatch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_validate_lists_every_mistake_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "sources:\n"
+        "  gen: {type: generator, rate_per_s: -1}\n"
+        "sinks:\n"
+        "  out: {type: jsonl, inputs: [gem]}\n"
+        "  more: {type: kafka_maybe, inputs: [gen]}\n"
+    )
+    result = gridwatch("validate", str(bad))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"4 problems in {bad}:"
+    assert lines[1].startswith(f"{bad}:2: sources.gen.rate_per_s: Input should be greater")
+    assert f"{bad}:4: sinks.out.directory: required option is missing" in lines
+    assert f"{bad}:4: sinks.out.inputs[0]: unknown input 'gem' (known: gen, out)" in lines
+    assert any(line.startswith(f"{bad}:5: sinks.more.type: unknown sink type") for line in lines)
+
+
+def test_validate_accepts_the_examples() -> None:
+    for example in sorted((ROOT / "examples").glob("*.yaml")):
+        result = gridwatch("validate", str(example), cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        assert "valid" in result.stdout
+
+
+def test_run_reports_a_bad_file_without_a_traceback(tmp_path: Path) -> None:
+    result = gridwatch("run", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 1
+    assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_schema_version_and_help() -> None:
+    schema = json.loads(gridwatch("schema").stdout)
+    assert {"sources", "sinks", "transforms", "jobs"} <= set(schema["properties"])
+    assert gridwatch("--version").stdout.startswith("gridwatch ")
+    help_text = gridwatch("--help").stdout
+    for command in ("run", "validate", "schema"):
+        assert command in help_text
+    assert "--data-dir" in gridwatch("run", "--help").stdout

@@ -171,16 +171,24 @@ class Runtime:
         spec = self.pipeline.components[source.id]
         backoff = Backoff(0.5, 30.0)
         while not self._sources_stop.is_set():
+            # One batch is appended (in a thread) while the source prepares the next.
+            delivering: asyncio.Task[None] | None = None
             try:
                 await source.open(await asyncio.to_thread(self.bus.position, source.id))
                 self.status[source.id] = "running"
                 async for batch in self._until_stopped(source.batches()):
-                    await self._deliver(source.id, batch)
+                    if delivering is not None:
+                        await delivering
+                    delivering = asyncio.create_task(self._deliver(source.id, batch))
                     backoff.reset()
+                if delivering is not None:
+                    await delivering
                 if not self._sources_stop.is_set():
                     self.status[source.id] = "finished"
                 return
             except Exception as exc:
+                if delivering is not None:
+                    await asyncio.wait([delivering])
                 self.status[source.id] = "retrying"
                 self.metrics.inc(source.id, "errors")
                 log.error(

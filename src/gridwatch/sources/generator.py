@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gridwatch.components import Source, SourceBatch, SourceConfig, register
-from gridwatch.record import Record, record_id
+from gridwatch.record import Record
 
 SITES = (
     ("CERN-PROD", "CERN", "ch"),
@@ -82,16 +82,15 @@ def _mix(n: int, salt: int) -> int:
     return z ^ (z >> 31)
 
 
-def panda_record(n: int, seed: int, now_s: float, producer: str = "panda") -> Record:
+def panda_record(n: int, seed: int, now_ms: int, producer: str = "panda") -> Record:
     """A PanDA job state change, as the job database's rows look."""
     r = _mix(n, seed)
     site, cloud, _ = SITES[r % len(SITES)]
     state = STATES[(r >> 8) % len(STATES)]
     pandaid = 4_000_000_000 + n // 3
-    creation = now_s - 3600 - (r >> 16) % 7200
-    start = creation + (r >> 24) % 1800
+    creation = now_ms - 3_600_000 - (r >> 16) % 7200 * 1000
+    start = creation + (r >> 24) % 1800 * 1000
     done = state in ("finished", "failed", "cancelled")
-    end = start + 600 + (r >> 32) % 20000 if done else None
     data: dict[str, Any] = {
         "seq": n,
         "pandaid": pandaid,
@@ -103,40 +102,38 @@ def panda_record(n: int, seed: int, now_s: float, producer: str = "panda") -> Re
         "prodsourcelabel": LABELS[(r >> 12) % len(LABELS)],
         "transformation": TRANSFORMATIONS[(r >> 20) % len(TRANSFORMATIONS)],
         "attemptnr": 1 + (r >> 40) % 3,
-        "creationtime": round(creation * 1000),
-        "starttime": round(start * 1000),
-        "endtime": None if end is None else round(end * 1000),
-        "modificationtime": round(now_s * 1000),
+        "creationtime": creation,
+        "starttime": start,
+        "endtime": start + 600_000 + (r >> 32) % 20000 * 1000 if done else None,
+        "modificationtime": now_ms,
         "cpuconsumptiontime": (r >> 44) % 36000 if done else 0,
         "nevents": (r >> 28) % 5000,
         "piloterrorcode": ERROR_CODES[(r >> 36) % len(ERROR_CODES)] if state == "failed" else 0,
     }
-    ts = round(now_s * 1000)
-    return Record(producer, "jobs", ts, record_id(producer, "jobs", ts, data), data=data)
+    # The generator gives ids: record n of a seed is one event however often it is sent, and
+    # r is a bijection of n, so the 128 bits of (r, n) are unique.
+    return Record(producer, "jobs", now_ms, f"{r:016x}{n:016x}", data=data)
 
 
-def xrootd_record(n: int, seed: int, now_s: float, producer: str = "xrootd") -> Record:
+def xrootd_record(n: int, seed: int, now_ms: int, producer: str = "xrootd") -> Record:
     """A finished XRootD file access, as EOS reports it."""
     r = _mix(n, seed ^ 0x5A5A)
-    client = DOMAINS[r % len(DOMAINS)]
     server = DOMAINS[(r >> 8) % len(DOMAINS)]
     writing = (r >> 16) % 5 == 0
     size = 1_000_000 + (r >> 20) % 4_000_000_000
-    duration = 1 + (r >> 40) % 900
     data: dict[str, Any] = {
         "seq": n,
-        "client_domain": client,
+        "client_domain": DOMAINS[r % len(DOMAINS)],
         "server_domain": server,
         "server_host": f"eos{(r >> 48) % 40:02d}.{server}",
         "user_protocol": PROTOCOLS[(r >> 12) % len(PROTOCOLS)],
         "read_bytes": 0 if writing else size,
         "written_bytes": size if writing else 0,
-        "start_time": round((now_s - duration) * 1000),
-        "end_time": round(now_s * 1000),
+        "start_time": now_ms - 1000 - (r >> 40) % 900 * 1000,
+        "end_time": now_ms,
         "file_lfn": f"/eos/atlas/atlasdatadisk/rucio/data/{r % 100000:05d}.root",
     }
-    ts = round(now_s * 1000)
-    return Record(producer, "transfers", ts, record_id(producer, "transfers", ts, data), data=data)
+    return Record(producer, "transfers", now_ms, f"{r:016x}{n:016x}", data=data)
 
 
 @register("generator")
@@ -148,15 +145,15 @@ class GeneratorSource(Source):
 
     async def open(self, position: Any) -> None:
         self.next_n = int(position["next"]) if position else 0
-        makers: dict[str, Callable[[int, int, float], Record]] = {
+        makers: dict[str, Callable[[int, int, int], Record]] = {
             "panda": lambda n, s, t: panda_record(n, s, t, self.config.panda_producer),
             "xrootd": lambda n, s, t: xrootd_record(n, s, t, self.config.xrootd_producer),
         }
         self.makers = [makers[kind] for kind in self.config.kinds]
 
-    def make(self, n: int, now_s: float) -> Record:
+    def make(self, n: int, now_ms: int) -> Record:
         """Record number ``n``."""
-        return self.makers[n % len(self.makers)](n, self.config.seed, now_s)
+        return self.makers[n % len(self.makers)](n, self.config.seed, now_ms)
 
     async def batches(self) -> AsyncIterator[SourceBatch]:
         cfg = self.config
@@ -171,9 +168,9 @@ class GeneratorSource(Source):
             if cfg.rate_per_s > 0:
                 due = started + (emitted_since_start + count) / cfg.rate_per_s
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-            now_s = time.time()
+            now_ms = round(time.time() * 1000)
             first = self.next_n
-            records = [self.make(n, now_s) for n in range(first, first + count)]
+            records = [self.make(n, now_ms) for n in range(first, first + count)]
             self.next_n += count
             emitted_since_start += count
             yield SourceBatch(records, position={"next": self.next_n})

@@ -76,7 +76,7 @@ def test_position_and_commit_are_atomic_with_the_append(bus: SqliteBus) -> None:
 
 
 def test_retention_by_age_and_size(bus: SqliteBus) -> None:
-    for i in range(5):
+    for _ in range(5):
         bus.append([("t", "s", [b"x" * 100] * 10)])
     bus.commit("g", {"t": 0})
     assert bus.enforce_retention(None, 2500) == 30  # keeps the two newest batches (2,000 B)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Literal
@@ -63,11 +64,13 @@ def test_every_mistake_is_reported_with_its_line() -> None:
             directory: x
         nonsense: 1
         """)
+    # Other tests may register more types: only the listed names' start is fixed here.
+    found = [re.sub(r"\(known: generator[^)]*\)", "(known: ...)", line) for line in found]
     assert found == [
         "p.yaml:5: sources.gen.rate_per_s: Input should be a valid number, unable to parse "
         "string as a number",
         "p.yaml:6: sources.gen.colour: unknown option",
-        "p.yaml:7: sources.other.type: unknown source type 'nope' (known: generator)",
+        "p.yaml:7: sources.other.type: unknown source type 'nope' (known: ...)",
         "p.yaml:8: sources.idle: nothing consumes this source's records",
         "p.yaml:10: sinks.out.directory: required option is missing",
         "p.yaml:12: sinks.out.inputs[1]: unknown input 'ghost' (known: gen, idle, out)",

@@ -4,6 +4,7 @@ attempt count; transforms that fail on one record do not lose the others."""
 from __future__ import annotations
 
 import asyncio
+import json
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -130,3 +131,37 @@ def test_dead_letters_carry_reason_component_and_attempts(tmp_path: Path) -> Non
     assert by_component[("picky", 2)]["record"]["data"] == {"n": 2}
     assert all(letter.producer == "gridwatch" and letter.type == "deadletter" for letter in letters)
     assert bus.position("src") == {"done": True}
+
+
+def test_dead_letters_can_be_listed_and_replayed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gridwatch.bus import SqliteBus
+    from gridwatch.cli import main
+    from gridwatch.deadletter import dead_letter
+
+    bus = SqliteBus(tmp_path / "bus.db")
+    fixed = b'{"producer":"p","type":"t","timestamp":1700000000,"data":{"n":5}}'
+    bus.append(
+        [
+            (
+                TOPIC,
+                "_deadletter",
+                [
+                    dead_letter(fixed, "sink was down", "out", 3),
+                    dead_letter(b"{broken", "malformed JSON", "ingest"),
+                ],
+            )
+        ]
+    )
+    assert main(["deadletter", "--data-dir", str(tmp_path), "replay", "--as", "src"]) == 1
+    (piece,) = bus.read("p_raw_t", 0, 10)
+    assert piece.origin == "src"
+    (record,) = decode_lines(piece.lines)
+    assert record.data == {"n": 5} and record.timestamp == 1_700_000_000_000
+    capsys.readouterr()
+    assert main(["deadletter", "--data-dir", str(tmp_path), "--component", "ingest", "list"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    letter = json.loads(line)
+    assert letter["data"]["reason"] == "malformed JSON"
+    assert letter["data"]["record"] == "{broken"

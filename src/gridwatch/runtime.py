@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +137,14 @@ class Runtime:
             if isinstance(c, Source)
         ]
         consumers = [
-            asyncio.create_task(self._run_sink(c))
+            asyncio.create_task(self._supervise(c.id, functools.partial(self._run_sink, c)))
             for c in self.components.values()
             if isinstance(c, Sink)
         ]
         consumers += [
-            asyncio.create_task(self._run_job(c))
+            asyncio.create_task(
+                self._supervise(c.id, functools.partial(c.run, self._consumers_stop))
+            )
             for c in self.components.values()
             if isinstance(c, Job)
         ]
@@ -263,7 +266,7 @@ class Runtime:
         self.status[sink.id] = "running"
         last_commit = time.monotonic()
         stop = self._consumers_stop
-        try:
+        try:  # a failure before the first commit leaves the offsets where they were
             while not stop.is_set():
                 busy = False
                 for topic in await reader.topics():
@@ -283,7 +286,6 @@ class Runtime:
             if reader.uncommitted:
                 await self._commit_sink(sink, reader)
             await asyncio.to_thread(sink.close)
-            self.status[sink.id] = "stopped"
 
     async def _write(self, sink: Sink, polled: Polled) -> bool:
         """Write one batch, retrying until it is taken; ``False`` if stopped meanwhile."""
@@ -336,16 +338,21 @@ class Runtime:
 
     # -- jobs, transforms, housekeeping --------------------------------------------------
 
-    async def _run_job(self, job: Job) -> None:
-        self.status[job.id] = "running"
-        try:
-            await job.run(self._consumers_stop)
-        except Exception:
-            self.status[job.id] = "failed"
-            self.metrics.inc(job.id, "errors")
-            log.exception("job %s failed", job.id)
-        else:
-            self.status[job.id] = "stopped"
+    async def _supervise(self, component_id: str, body: Callable[[], Awaitable[None]]) -> None:
+        """Run a sink's or job's loop; restart it with backoff if it fails, until stopped."""
+        backoff = Backoff(1.0, 60.0)
+        while True:
+            try:
+                self.status[component_id] = "running"
+                await body()
+                self.status[component_id] = "stopped"
+                return
+            except Exception:
+                self.status[component_id] = "retrying"
+                self.metrics.inc(component_id, "errors")
+                log.exception("%s failed; restarting from its last commit", component_id)
+                if await sleep_unless(self._consumers_stop, backoff.next()):
+                    return
 
     def _open_transforms(self) -> None:
         for component in self.components.values():

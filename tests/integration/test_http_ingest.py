@@ -151,7 +151,13 @@ def test_formats_partial_batches_and_durability(server: Any) -> None:
             413,
             "larger than",
         ),
-        (b"\x1f\x8b\x08\x00garbage", "application/json", {"Content_Encoding": "gzip"}, 400, "expected"),
+        (
+            b"\x1f\x8b\x08\x00garbage",
+            "application/json",
+            {"Content_Encoding": "gzip"},
+            400,
+            "expected",
+        ),
         (
             json.dumps([env(n) for n in range(51)]).encode(),
             "application/json",

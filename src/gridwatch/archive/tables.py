@@ -67,7 +67,7 @@ def lines_to_table(lines: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int, st
 
 def _parse_fast(lines: Sequence[bytes]) -> pa.Table:
     longest = max(map(len, lines), default=0)
-    read = pa_json.ReadOptions(block_size=max(1 << 20, 2 * longest + 2))
+    read = pa_json.ReadOptions(use_threads=False, block_size=max(16 << 20, 2 * longest + 2))
     return pa_json.read_json(io.BytesIO(b"\n".join(lines)), read_options=read, parse_options=_PARSE)
 
 

@@ -102,6 +102,7 @@ class Runtime:
         self.readers: dict[str, BusReader] = {}
         self.status: dict[str, str] = {cid: "starting" for cid in self.components}
         self.server.health = self.health
+        self._drain_deadline: float | None = None
         self._sources_stop = asyncio.Event()
         self._consumers_stop = asyncio.Event()
 
@@ -265,27 +266,37 @@ class Runtime:
         await asyncio.to_thread(sink.open, await reader.load())
         self.status[sink.id] = "running"
         last_commit = time.monotonic()
-        stop = self._consumers_stop
-        try:  # a failure before the first commit leaves the offsets where they were
-            while not stop.is_set():
+        stalled = False  # a write failed while stopping: commit what was written and go
+        try:
+            while not stalled and await self._more_to_consume(reader):
                 busy = False
                 for topic in await reader.topics():
                     polled = await reader.poll(topic)
                     if polled is None:
                         continue
                     busy = True
-                    if not await self._write(sink, polled):
+                    stalled = not await self._write(sink, polled)
+                    if stalled:
                         break
                     reader.advance(polled)
                 if reader.uncommitted and sink.commit_due(time.monotonic() - last_commit):
                     await self._commit_sink(sink, reader)
                     last_commit = time.monotonic()
                 if not busy:
-                    await sleep_unless(stop, cfg.poll_interval_s)
-        finally:
+                    await sleep_unless(self._consumers_stop, cfg.poll_interval_s)
             if reader.uncommitted:
                 await self._commit_sink(sink, reader)
+        finally:
+            # After a failure the sink restarts from its last commit, which it can rebuild.
             await asyncio.to_thread(sink.close)
+
+    async def _more_to_consume(self, reader: BusReader) -> bool:
+        """Until stopped; once stopping, until the group has caught up or the drain time is up."""
+        if not self._consumers_stop.is_set():
+            return True
+        if self._drain_deadline is None:
+            self._drain_deadline = time.monotonic() + self.pipeline.bus.drain_timeout_s
+        return time.monotonic() < self._drain_deadline and await reader.lag() > 0
 
     async def _write(self, sink: Sink, polled: Polled) -> bool:
         """Write one batch, retrying until it is taken; ``False`` if stopped meanwhile."""
@@ -328,13 +339,11 @@ class Runtime:
         return True
 
     async def _commit_sink(self, sink: Sink, reader: BusReader) -> None:
-        try:
-            state = await asyncio.to_thread(sink.prepare_commit)
-            await reader.commit(state)
-            await asyncio.to_thread(sink.finish_commit)
-        except Exception as exc:
-            self.metrics.inc(sink.id, "errors")
-            log.error("sink %s: commit failed, its records will be written again: %s", sink.id, exc)
+        """Two-phase commit; a failure propagates so the sink restarts from its last commit
+        (its in-memory offsets may be ahead of what it actually made durable)."""
+        state = await asyncio.to_thread(sink.prepare_commit)
+        await reader.commit(state)
+        await asyncio.to_thread(sink.finish_commit)
 
     # -- jobs, transforms, housekeeping --------------------------------------------------
 

@@ -75,6 +75,7 @@ def test_batch_keeps_good_records_and_explains_bad_ones() -> None:
     assert "in the future" in reasons[7] and reasons[7].startswith("$[7].timestamp")
     assert reasons[8].startswith("$[8].timestamp: expected epoch or ISO 8601 time")
     assert json.loads(result.rejected[0].raw)["producer"] == 42  # the input is kept
+    assert json.loads(result.rejected[1].raw) == env(producer="Panda")  # exactly as sent
 
 
 def test_ndjson_rejects_malformed_lines_alone() -> None:

@@ -101,6 +101,9 @@ class Runtime:
         self.readers: dict[str, BusReader] = {}
         self.status: dict[str, str] = {cid: "starting" for cid in self.components}
         self.server.health = self.health
+        from gridwatch.scheduler.core import Scheduler  # imports this module's helpers
+
+        self.scheduler = Scheduler(pipeline.schedule, self.context, pipeline.filename)
         self._sources_stop = asyncio.Event()
         self._consumers_stop = asyncio.Event()
 
@@ -125,6 +128,8 @@ class Runtime:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.scheduler.request_reload)
         self.metrics.gauge(
             "bus_lag_records", "Records not yet committed per consumer group.", "group", self._lags
         )
@@ -146,6 +151,7 @@ class Runtime:
             if isinstance(c, Job)
         ]
         retention = asyncio.create_task(self._retention())
+        scheduler = asyncio.create_task(self.scheduler.run(self._sources_stop))
         log.info(
             "pipeline %s running: %d components, listening on %s",
             self.pipeline.filename,
@@ -156,7 +162,7 @@ class Runtime:
             await self._sources_stop.wait()
         finally:
             self._sources_stop.set()
-            await asyncio.gather(*sources, return_exceptions=True)
+            await asyncio.gather(*sources, scheduler, return_exceptions=True)
             self._consumers_stop.set()
             await asyncio.gather(*consumers, return_exceptions=True)
             retention.cancel()

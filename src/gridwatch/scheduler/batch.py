@@ -15,7 +15,7 @@ from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.deadletter import dead_letter
 from gridwatch.routing import DEADLETTER_ORIGIN, by_topic
 from gridwatch.runtime import Backoff, sleep_unless
-from gridwatch.scheduler.config import TaskConfig
+from gridwatch.config.schedule import TaskConfig
 from gridwatch.scheduler.process import Child, spawn
 from gridwatch.scheduler.store import RunStore
 
@@ -113,10 +113,16 @@ class BatchRunner:
             argv.append(json.dumps(task.collector_args))
         else:
             argv = list(task.command or [])
+        environment = {
+            **task.environment,
+            "GRIDWATCH_TASK": slot.task,
+            "GRIDWATCH_SLOT_MS": str(slot.slot_ms),
+            "GRIDWATCH_TRIGGER": slot.trigger,
+        }
         try:
             child = await spawn(
                 argv,
-                task.environment,
+                environment,
                 task.working_dir,
                 self.output_limit,
                 split_stdout=task.collector is not None,

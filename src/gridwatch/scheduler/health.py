@@ -8,7 +8,7 @@ import time
 import aiohttp
 
 from gridwatch.bus.base import Bus
-from gridwatch.scheduler.config import DataCheck, HealthConfig
+from gridwatch.config.schedule import DataCheck, HealthConfig
 from gridwatch.scheduler.process import spawn
 
 

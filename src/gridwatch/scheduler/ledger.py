@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gridwatch.errors import ConfigurationError
-from gridwatch.scheduler.config import HaSettings
+from gridwatch.config.schedule import HaSettings
 
 SCHEDULED = ("schedule", "misfire")
 """Triggers whose slots count for the misfire policy (manual and parent runs do not)."""

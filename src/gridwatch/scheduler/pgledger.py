@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from gridwatch.scheduler.config import HaSettings
+from gridwatch.config.schedule import HaSettings
 from gridwatch.scheduler.ledger import check_postgres_available, holder_name
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from gridwatch.record import format_ms
-from gridwatch.scheduler.config import DigestSettings, ReportSettings
+from gridwatch.config.schedule import DigestSettings, ReportSettings
 from gridwatch.scheduler.store import Run
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,14 @@ import re
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gridwatch.config.secrets import Secret
 from gridwatch.scheduler.timespec import ScheduleError, parse_schedule
@@ -31,16 +38,16 @@ def _check_zone(name: str) -> str:
 class TaskConfig(_Model):
     """A batch task: a command or a Python collector run on a schedule or after its parents."""
 
+    time_zone: str | None = Field(
+        None,
+        description="IANA time zone of a cron expression (default UTC) and of an ISO start; "
+        "like Chronos' scheduleTimeZone it re-reads the start's wall-clock time in this zone.",
+    )
     schedule: str | None = Field(
         None,
         description="When to run: an ISO 8601 repeating interval as Chronos takes it "
         "(`R/2016-07-21T00:00:00Z/PT1H`, `R5//P1D`) or a 5-field cron expression "
         "(`30 0 * * *`, `@daily`). Give either this or `parents`.",
-    )
-    time_zone: str | None = Field(
-        None,
-        description="IANA time zone of a cron expression (default UTC) and of an ISO start; "
-        "like Chronos' scheduleTimeZone it re-reads the start's wall-clock time in this zone.",
     )
     parents: list[str] = Field(
         default_factory=list,
@@ -85,6 +92,16 @@ class TaskConfig(_Model):
     def _zone(cls, value: str | None) -> str | None:
         return None if value is None else _check_zone(value)
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            try:
+                parse_schedule(value, info.data.get("time_zone"))
+            except ScheduleError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
     @field_validator("collector")
     @classmethod
     def _collector(cls, value: str | None) -> str | None:
@@ -98,11 +115,6 @@ class TaskConfig(_Model):
             raise ValueError("give exactly one of `command` and `collector`")
         if (self.schedule is None) == (not self.parents):
             raise ValueError("give exactly one of `schedule` and `parents`")
-        if self.schedule is not None:
-            try:
-                parse_schedule(self.schedule, self.time_zone)
-            except ScheduleError as exc:
-                raise ValueError(str(exc)) from None
         return self
 
 

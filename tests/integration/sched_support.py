@@ -14,9 +14,9 @@ from aiohttp import web
 
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Context
+from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
-from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.scheduler.core import Scheduler
 from gridwatch.scheduler.store import Run, RunStore
 
@@ -25,7 +25,9 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 def iso(moment: datetime) -> str:
     """A UTC instant as an ISO 8601 start with milliseconds."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def soon(seconds: float = 0.5) -> str:
@@ -33,7 +35,9 @@ def soon(seconds: float = 0.5) -> str:
     return iso(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
-def make_scheduler(data_dir: Path, schedule: dict[str, Any], app: web.Application | None = None) -> Scheduler:
+def make_scheduler(
+    data_dir: Path, schedule: dict[str, Any], app: web.Application | None = None
+) -> Scheduler:
     """A scheduler for ``schedule`` (the YAML section as a dict) with its own bus."""
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = ScheduleSettings.model_validate(schedule)

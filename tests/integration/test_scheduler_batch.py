@@ -30,21 +30,35 @@ pytestmark = pytest.mark.integration
 
 def test_retries_with_backoff_until_success(tmp_path: Path) -> None:
     counter = tmp_path / "count"
-    script = f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo "attempt $n"; [ $n -ge 3 ]'
-    schedule = {"tasks": {"flaky": {
-        "schedule": f"R1/{soon(0.2)}/PT1H", "command": ["sh", "-c", script],
-        "retries": 3, "retry_initial_s": 0.1, "retry_max_s": 0.2,
-    }}}
+    script = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+        'echo "attempt $n"; [ $n -ge 3 ]'
+    )
+    schedule = {
+        "tasks": {
+            "flaky": {
+                "schedule": f"R1/{soon(0.2)}/PT1H",
+                "command": ["sh", "-c", script],
+                "retries": 3,
+                "retry_initial_s": 0.1,
+                "retry_max_s": 0.2,
+            }
+        }
+    }
     scheduler = make_scheduler(tmp_path / "data", schedule)
 
     async def main() -> None:
         async with running(scheduler):
-            await until(lambda: any(r.state == "succeeded" for r in finished(scheduler, "flaky")), 10)
+            await until(
+                lambda: any(r.state == "succeeded" for r in finished(scheduler, "flaky")), 10
+            )
 
     asyncio.run(main())
     runs = finished(scheduler, "flaky")
     assert [(r.attempt, r.state, r.exit_code) for r in runs] == [
-        (1, "failed", 1), (2, "failed", 1), (3, "succeeded", 0)
+        (1, "failed", 1),
+        (2, "failed", 1),
+        (3, "succeeded", 0),
     ]
     assert len({r.slot_ms for r in runs}) == 1
     assert output_of(scheduler, runs[-1].id) == "attempt 3\n"
@@ -53,11 +67,15 @@ def test_retries_with_backoff_until_success(tmp_path: Path) -> None:
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
-    schedule = {"tasks": {"slow": {
-        "schedule": f"R1/{soon(0.2)}/PT1H",
-        "command": ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; echo started; wait"],
-        "timeout_s": 0.7,
-    }}}
+    schedule = {
+        "tasks": {
+            "slow": {
+                "schedule": f"R1/{soon(0.2)}/PT1H",
+                "command": ["sh", "-c", f"sleep 30 & echo $! > {pid_file}; echo started; wait"],
+                "timeout_s": 0.7,
+            }
+        }
+    }
     scheduler = make_scheduler(tmp_path / "data", schedule)
 
     async def main() -> None:
@@ -85,10 +103,15 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("allow_overlap", [False, True])
 def test_overlapping_runs(tmp_path: Path, allow_overlap: bool) -> None:
-    schedule = {"tasks": {"long": {
-        "schedule": f"R4/{soon(0.2)}/PT0.4S", "command": ["sleep", "1"],
-        "allow_overlap": allow_overlap,
-    }}}
+    schedule = {
+        "tasks": {
+            "long": {
+                "schedule": f"R4/{soon(0.2)}/PT0.4S",
+                "command": ["sleep", "1"],
+                "allow_overlap": allow_overlap,
+            }
+        }
+    }
     scheduler = make_scheduler(tmp_path / "data", schedule)
 
     async def main() -> None:
@@ -120,9 +143,15 @@ def test_misfire_after_downtime(tmp_path: Path, policy: str) -> None:
     assert token is not None
     assert ledger.claim("hourly", round(start.timestamp() * 1000), token, "schedule")
     ledger.close()
-    schedule = {"tasks": {"hourly": {
-        "schedule": f"R/{iso(start)}/PT10M", "command": ["true"], "misfire": policy,
-    }}}
+    schedule = {
+        "tasks": {
+            "hourly": {
+                "schedule": f"R/{iso(start)}/PT10M",
+                "command": ["true"],
+                "misfire": policy,
+            }
+        }
+    }
     scheduler = make_scheduler(data, schedule)
 
     async def main() -> None:
@@ -142,17 +171,34 @@ def test_misfire_after_downtime(tmp_path: Path, policy: str) -> None:
 def test_dependencies_run_after_parents_succeed(tmp_path: Path) -> None:
     fail_flag = tmp_path / "fail"
     log = tmp_path / "order.log"
-    schedule = {"tasks": {
-        "extract": {"schedule": f"R3/{soon(0.3)}/PT0.6S", "command": [
-            "sh", "-c", f'echo "extract $GRIDWATCH_SLOT_MS" >> {log}; sleep 0.1; [ ! -e {fail_flag} ]'
-        ]},
-        "transform": {"parents": ["extract"], "command": [
-            "sh", "-c", f'echo "transform $GRIDWATCH_SLOT_MS" >> {log}; rm -f {fail_flag}.no'
-        ]},
-        "load": {"parents": ["transform"], "command": [
-            "sh", "-c", f'echo "load $GRIDWATCH_SLOT_MS" >> {log}; touch {fail_flag}'
-        ]},
-    }}
+    schedule = {
+        "tasks": {
+            "extract": {
+                "schedule": f"R3/{soon(0.3)}/PT0.6S",
+                "command": [
+                    "sh",
+                    "-c",
+                    f'echo "extract $GRIDWATCH_SLOT_MS" >> {log}; sleep 0.1; [ ! -e {fail_flag} ]',
+                ],
+            },
+            "transform": {
+                "parents": ["extract"],
+                "command": [
+                    "sh",
+                    "-c",
+                    f'echo "transform $GRIDWATCH_SLOT_MS" >> {log}; rm -f {fail_flag}.no',
+                ],
+            },
+            "load": {
+                "parents": ["transform"],
+                "command": [
+                    "sh",
+                    "-c",
+                    f'echo "load $GRIDWATCH_SLOT_MS" >> {log}; touch {fail_flag}',
+                ],
+            },
+        }
+    }
     scheduler = make_scheduler(tmp_path / "data", schedule)
 
     async def main() -> None:
@@ -168,12 +214,14 @@ def test_dependencies_run_after_parents_succeed(tmp_path: Path) -> None:
     assert [(r.slot_ms, r.trigger, r.state) for r in finished(scheduler, "transform")] == [
         (first_slot, "parent", "succeeded")
     ]
-    assert [(r.slot_ms, r.state) for r in finished(scheduler, "load")] == [(first_slot, "succeeded")]
+    assert [(r.slot_ms, r.state) for r in finished(scheduler, "load")] == [
+        (first_slot, "succeeded")
+    ]
     lines = log.read_text().split("\n")
     assert lines[:3] == [f"extract {first_slot}", f"transform {first_slot}", f"load {first_slot}"]
 
 
-COLLECTOR = '''
+COLLECTOR = """
 import time
 
 def collect(count, site):
@@ -183,15 +231,21 @@ def collect(count, site):
                "data": {"site": site, "i": i}}
         time.sleep(0.01)
     yield {"producer": "Bad Name", "type": "status"}
-'''
+"""
 
 
 def test_collector_records_go_onto_the_bus(tmp_path: Path) -> None:
     (tmp_path / "ei_collector.py").write_text(COLLECTOR)
-    schedule = {"tasks": {"eventindex": {
-        "schedule": f"R1/{soon(0.2)}/PT1H", "collector": "ei_collector:collect",
-        "collector_args": {"count": 5, "site": "CERN-PROD"}, "working_dir": str(tmp_path),
-    }}}
+    schedule = {
+        "tasks": {
+            "eventindex": {
+                "schedule": f"R1/{soon(0.2)}/PT1H",
+                "collector": "ei_collector:collect",
+                "collector_args": {"count": 5, "site": "CERN-PROD"},
+                "working_dir": str(tmp_path),
+            }
+        }
+    }
     scheduler = make_scheduler(tmp_path / "data", schedule)
 
     async def main() -> None:
@@ -222,10 +276,15 @@ def test_collector_records_go_onto_the_bus(tmp_path: Path) -> None:
 
 def test_collector_that_raises_fails_with_its_traceback(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("def collect():\n    raise RuntimeError('AGIS is down')\n")
-    schedule = {"tasks": {"agis": {
-        "schedule": f"R1/{soon(0.2)}/PT1H", "collector": "broken:collect",
-        "working_dir": str(tmp_path),
-    }}}
+    schedule = {
+        "tasks": {
+            "agis": {
+                "schedule": f"R1/{soon(0.2)}/PT1H",
+                "collector": "broken:collect",
+                "working_dir": str(tmp_path),
+            }
+        }
+    }
     scheduler = make_scheduler(tmp_path / "data", schedule)
 
     async def main() -> None:
@@ -237,7 +296,8 @@ def test_collector_that_raises_fails_with_its_traceback(tmp_path: Path) -> None:
     asyncio.run(main())
     runs = finished(scheduler, "agis")
     assert [(r.state, r.exit_code, r.trigger) for r in runs] == [
-        ("failed", 1, "schedule"), ("failed", 1, "manual")
+        ("failed", 1, "schedule"),
+        ("failed", 1, "manual"),
     ]
     output = output_of(scheduler, runs[0].id)
     assert "RuntimeError: AGIS is down" in output

@@ -86,7 +86,10 @@ sinks:
     directory: out
 """
     found = "\n".join(problems_of(text))
-    assert "p.yaml:7: schedule.tasks.a.time_zone: Value error, unknown time zone 'Mars/Olympus'" in found
+    assert (
+        "p.yaml:7: schedule.tasks.a.time_zone: Value error, unknown time zone 'Mars/Olympus'"
+        in found
+    )
     assert "p.yaml:8: schedule.tasks.a.retries: Input should be greater than or equal to 0" in found
     assert "p.yaml:21: schedule.services.s.restart_max_s: Input should be a valid number" in found
     assert "p.yaml:23: schedule.services.s.health.data: Value error, max_silence_s needs" in found
@@ -139,9 +142,18 @@ schedule:
       schedule: "@daily"
 """
     found = "\n".join(problems_of(text))
-    assert "p.yaml:4: schedule.tasks.neither: Value error, give exactly one of `schedule` and `parents`" in found
-    assert "p.yaml:6: schedule.tasks.both: Value error, give exactly one of `schedule` and `parents`" in found
-    assert "p.yaml:10: schedule.tasks.nothing: Value error, give exactly one of `command` and `collector`" in found
+    assert (
+        "p.yaml:4: schedule.tasks.neither: Value error, "
+        "give exactly one of `schedule` and `parents`" in found
+    )
+    assert (
+        "p.yaml:6: schedule.tasks.both: Value error, give exactly one of `schedule` and `parents`"
+        in found
+    )
+    assert (
+        "p.yaml:10: schedule.tasks.nothing: Value error, "
+        "give exactly one of `command` and `collector`" in found
+    )
 
 
 def test_smtp_password_must_come_from_a_secret() -> None:
@@ -156,4 +168,6 @@ schedule:
       password: hunter2
 """
     found = "\n".join(problems_of(text))
-    assert "p.yaml:8: schedule.reports.digest.password: Value error, secrets must come from" in found
+    assert (
+        "p.yaml:8: schedule.reports.digest.password: Value error, secrets must come from" in found
+    )

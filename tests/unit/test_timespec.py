@@ -26,7 +26,12 @@ def utc(*args: int) -> datetime:
         ("R/2016-07-21T00:00:00Z/PT1H", utc(2016, 7, 21), Period(hours=1), None),
         ("R5/2016-07-21T00:00:00Z/PT1H", utc(2016, 7, 21), Period(hours=1), 5),
         ("R0/2016-07-21T00:00:00Z/P1D", utc(2016, 7, 21), Period(days=1), 0),
-        ("R/2016-07-21T00:00:00.250Z/PT1S", utc(2016, 7, 21, 0, 0, 0, 250000), Period(seconds=1), None),
+        (
+            "R/2016-07-21T00:00:00.250Z/PT1S",
+            utc(2016, 7, 21, 0, 0, 0, 250000),
+            Period(seconds=1),
+            None,
+        ),
         ("R/2016/P1Y", utc(2016, 1, 1), Period(years=1), None),
         ("R/2016-07/P1M", utc(2016, 7, 1), Period(months=1), None),
         ("R/2016-07-21/P1W", utc(2016, 7, 21), Period(weeks=1), None),

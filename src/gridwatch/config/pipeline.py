@@ -24,10 +24,10 @@ from gridwatch.components import (
     load_builtins,
 )
 from gridwatch.config.problems import ConfigProblems, Path, Problem
+from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.config.secrets import resolve
 from gridwatch.config.yamlfile import LocatedYaml, load_yaml
 from gridwatch.record import TimePolicy
-from gridwatch.config.schedule import ScheduleSettings
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gridwatch.components import Context
+from gridwatch.config.schedule import TaskConfig
 from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.deadletter import dead_letter
 from gridwatch.routing import DEADLETTER_ORIGIN, by_topic
 from gridwatch.runtime import Backoff, sleep_unless
-from gridwatch.config.schedule import TaskConfig
 from gridwatch.scheduler.process import Child, spawn
 from gridwatch.scheduler.store import RunStore
 

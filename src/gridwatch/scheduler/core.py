@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from gridwatch.components import Context
-from gridwatch.scheduler.batch import BatchRunner, Slot
 from gridwatch.config.schedule import ScheduleSettings, TaskConfig
+from gridwatch.scheduler.batch import BatchRunner, Slot
 from gridwatch.scheduler.ledger import SCHEDULED, Ledger, open_ledger
 from gridwatch.scheduler.reports import Notifier, digest, send_mail
 from gridwatch.scheduler.services import Supervisor

@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from gridwatch.errors import ConfigurationError
 from gridwatch.config.schedule import HaSettings
+from gridwatch.errors import ConfigurationError
 
 SCHEDULED = ("schedule", "misfire")
 """Triggers whose slots count for the misfire policy (manual and parent runs do not)."""

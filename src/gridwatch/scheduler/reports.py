@@ -15,8 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from gridwatch.record import format_ms
 from gridwatch.config.schedule import DigestSettings, ReportSettings
+from gridwatch.record import format_ms
 from gridwatch.scheduler.store import Run
 
 log = logging.getLogger(__name__)

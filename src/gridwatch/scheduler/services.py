@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 from gridwatch.bus.base import Bus
+from gridwatch.config.schedule import ServiceConfig
 from gridwatch.runtime import Backoff, sleep_unless
 from gridwatch.scheduler.batch import Notify
-from gridwatch.config.schedule import ServiceConfig
 from gridwatch.scheduler.health import HealthChecker
 from gridwatch.scheduler.process import Child, spawn
 from gridwatch.scheduler.store import RunStore

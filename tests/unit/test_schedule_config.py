@@ -171,3 +171,13 @@ schedule:
     assert (
         "p.yaml:8: schedule.reports.digest.password: Value error, secrets must come from" in found
     )
+
+
+def test_example_pipeline_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDWATCH_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    root = Path(__file__).resolve().parents[2]
+    from gridwatch.config import load_pipeline
+
+    pipeline = load_pipeline(root / "examples" / "scheduler.yaml")
+    assert pipeline.schedule.collector_ids() == {"eventindex-status"}
+    assert pipeline.schedule.tasks["compaction-report"].parents == ["nightly-compaction"]

@@ -146,7 +146,7 @@ class Scheduler:
             return False, None
 
     async def _shutdown(self) -> None:
-        await self._deposed()
+        await self._deposed(shutting_down=True)
         self._runs_stop.set()
         runs = [t for tasks in self.running.values() for t in tasks]
         if runs:
@@ -184,9 +184,10 @@ class Scheduler:
         if self.settings.reports.digest is not None:
             self._loops[DIGEST_TASK] = asyncio.create_task(self._digest_loop())
 
-    async def _deposed(self) -> None:
+    async def _deposed(self, shutting_down: bool = False) -> None:
         if self.token is not None:
-            log.warning("scheduler: no longer leading (token %d)", self.token)
+            level = logging.INFO if shutting_down else logging.WARNING
+            log.log(level, "scheduler: no longer leading (token %d)", self.token)
         self.token = None
         for loop in self._loops.values():
             loop.cancel()

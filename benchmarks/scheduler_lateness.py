@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=0.2)
     parser.add_argument("--postgres", default=None, help="also measure with the PostgreSQL ledger")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.WARNING)
     print(f"machine: {describe()}")
     print(f"{args.slots} slots every {args.period} s; lateness = child process start - slot time")
     with tempfile.TemporaryDirectory() as tmp:

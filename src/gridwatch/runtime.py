@@ -35,36 +35,12 @@ from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.deadletter import dead_letter
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
+from gridwatch.retry import Backoff, sleep_unless
 from gridwatch.routing import DEADLETTER_ORIGIN, Router
+from gridwatch.scheduler.core import Scheduler
 
 log = logging.getLogger(__name__)
 RETENTION_EVERY_S = 60.0
-
-
-class Backoff:
-    """Capped exponential pauses: initial, 2x, 4x, ... up to ``maximum``."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.attempt = 0
-
-    def next(self) -> float:
-        """The pause before the next attempt."""
-        pause: float = min(self.maximum, self.initial * 2.0**self.attempt)
-        self.attempt += 1
-        return pause
-
-    def reset(self) -> None:
-        """Start again from the initial pause."""
-        self.attempt = 0
-
-
-async def sleep_unless(event: asyncio.Event, seconds: float) -> bool:
-    """Sleep, waking early when ``event`` is set; return whether it is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
-    return event.is_set()
 
 
 class Runtime:
@@ -103,6 +79,7 @@ class Runtime:
         self.status: dict[str, str] = {cid: "starting" for cid in self.components}
         self.server.health = self.health
         self._drain_deadline: float | None = None
+        self.scheduler = Scheduler(pipeline.schedule, self.context, pipeline.filename)
         self._sources_stop = asyncio.Event()
         self._consumers_stop = asyncio.Event()
 
@@ -127,6 +104,8 @@ class Runtime:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, self.stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.scheduler.request_reload)
         self.metrics.gauge(
             "bus_lag_records", "Records not yet committed per consumer group.", "group", self._lags
         )
@@ -150,6 +129,7 @@ class Runtime:
             if isinstance(c, Job)
         ]
         retention = asyncio.create_task(self._retention())
+        scheduler = asyncio.create_task(self.scheduler.run(self._sources_stop))
         log.info(
             "pipeline %s running: %d components, listening on %s",
             self.pipeline.filename,
@@ -160,7 +140,7 @@ class Runtime:
             await self._sources_stop.wait()
         finally:
             self._sources_stop.set()
-            await asyncio.gather(*sources, return_exceptions=True)
+            await asyncio.gather(*sources, scheduler, return_exceptions=True)
             self._consumers_stop.set()
             await asyncio.gather(*consumers, return_exceptions=True)
             retention.cancel()

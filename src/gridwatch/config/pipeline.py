@@ -24,6 +24,7 @@ from gridwatch.components import (
     load_builtins,
 )
 from gridwatch.config.problems import ConfigProblems, Path, Problem
+from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.config.secrets import resolve
 from gridwatch.config.yamlfile import LocatedYaml, load_yaml
 from gridwatch.record import TimePolicy
@@ -95,8 +96,8 @@ class _TopLevel(_Settings):
     jobs: dict[str, Any] = Field(
         default_factory=dict, description="Stream jobs that write results back to the bus."
     )
-    schedule: dict[str, Any] = Field(
-        default_factory=dict, description="Batch tasks and supervised services."
+    schedule: ScheduleSettings = Field(
+        default_factory=ScheduleSettings, description="Batch tasks and supervised services."
     )
     server: ServerSettings = Field(default_factory=ServerSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
@@ -123,7 +124,7 @@ class Pipeline:
     bus: BusSettings
     records: RecordSettings
     server: ServerSettings
-    schedule: dict[str, Any]
+    schedule: ScheduleSettings
     document: LocatedYaml
 
     def of_kind(self, kind: Kind) -> list[ComponentSpec]:
@@ -170,11 +171,36 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
                 )
                 continue
             components[spec.id] = spec
-    problems.extend(_graph_problems(components, mentioned))
+    collectors = _schedule_problems(value.get("schedule"), top, components, problems)
+    problems.extend(_graph_problems(components, mentioned, collectors))
     located = [Problem(p.path, p.message, p.line or doc.line(p.path)) for p in problems]
     if located or top is None:
         raise ConfigProblems(filename, located)
     return Pipeline(filename, components, top.bus, top.records, top.server, top.schedule, doc)
+
+
+def _schedule_problems(
+    raw: Any, top: _TopLevel | None, components: dict[str, ComponentSpec], problems: list[Problem]
+) -> set[str]:
+    """Check the schedule against itself and the components; return the collector task ids."""
+    if top is not None:
+        for path, message in top.schedule.reference_problems():
+            problems.append(Problem(("schedule", *path), message))
+    sections = raw if isinstance(raw, dict) else {}
+    for section in ("tasks", "services"):
+        entries = sections.get(section)
+        for entry_id in entries if isinstance(entries, dict) else ():
+            if entry_id in components:
+                kind = components[entry_id].kind
+                problems.append(
+                    Problem(("schedule", section, entry_id), f"duplicate id (also a {kind})")
+                )
+    tasks = sections.get("tasks")
+    return {
+        str(task_id)
+        for task_id, task in (tasks.items() if isinstance(tasks, dict) else ())
+        if isinstance(task, dict) and task.get("collector")
+    }
 
 
 def _component(
@@ -230,7 +256,10 @@ def _describe(error: Any) -> str:
     return str(error["msg"])
 
 
-def _graph_problems(components: dict[str, ComponentSpec], mentioned: set[str]) -> list[Problem]:
+def _graph_problems(
+    components: dict[str, ComponentSpec], mentioned: set[str], collectors: set[str]
+) -> list[Problem]:
+    """Input mistakes; ``collectors`` are scheduled tasks that sinks and jobs may consume."""
     problems: list[Problem] = []
     allowed: dict[Kind, set[Kind]] = {
         "source": set(),
@@ -242,6 +271,8 @@ def _graph_problems(components: dict[str, ComponentSpec], mentioned: set[str]) -
         for index, name in enumerate(spec.inputs):
             path: Path = (SECTIONS[spec.kind], spec.id, "inputs", index)
             if name == DEADLETTER_INPUT and spec.kind in ("sink", "job"):
+                continue
+            if name in collectors and spec.kind in ("sink", "job"):
                 continue
             target = components.get(name)
             if target is None:

@@ -106,11 +106,13 @@ class Job:
 
 @dataclass
 class Change:
-    """One row version to write: its table, the row, and the table it leaves (if it moves)."""
+    """One row version to write: its table, the row, the table it leaves (if it moves), and
+    whether it is a new job (inserted) rather than an update in place."""
 
     table: str
     row: dict[str, Any]
     leaves: str | None = None
+    new: bool = False
 
 
 @dataclass
@@ -209,9 +211,15 @@ class PandaSimulator:
         return self.random.uniform(self.dwell_min_s, self.dwell_max_s)
 
     def _new_job(self, at_s: float) -> Change:
-        rnd = self.random
         pandaid = self.next_pandaid
         self.next_pandaid += 1
+        row = self.job_row(pandaid, at_s)
+        self.jobs[pandaid] = Job(row, DEFINED, at_s + self._dwell())
+        return Change(DEFINED, dict(row), new=True)
+
+    def job_row(self, pandaid: int, at_s: float, status: str = "defined") -> dict[str, Any]:
+        """A new job's row, created and modified at ``at_s`` (also for tests' own writes)."""
+        rnd = self.random
         site, cloud, _ = rnd.choice(SITES)
         if rnd.random() < 0.05:
             cloud = _CLOUDS_EXTRA[0]
@@ -239,8 +247,8 @@ class PandaSimulator:
             "nevents": 0,
             "piloterrorcode": 0,
         }
-        self.jobs[pandaid] = Job(row, DEFINED, at_s + self._dwell())
-        return Change(DEFINED, dict(row))
+        row["jobstatus"] = status
+        return row
 
     def _advance(self, job: Job, at_s: float) -> Change:
         """Move a job to its next state at ``at_s``; return the row version written."""
@@ -303,8 +311,7 @@ class PandaSimulator:
             if change.leaves is not None:
                 old = self.table(change.leaves)
                 conn.execute(old.delete().where(old.c.pandaid == pandaid))
-            exists = change.leaves is None and change.row["jobstatus"] != "defined"
-            if exists:
+            if change.leaves is None and not change.new:
                 values = {k: v for k, v in change.row.items() if k != "pandaid"}
                 conn.execute(target.update().where(target.c.pandaid == pandaid).values(values))
             else:

@@ -135,11 +135,14 @@ class Database:
         after: tuple[Any, ...] | None,
         upper: Any,
         limit: int,
+        probe: bool = False,
     ) -> Fetched:
         """Rows at or after ``committed_value``, strictly after ``after``, up to ``upper``."""
-        page = Page(after=after is not None, upper=upper is not None)
+        page = Page(after=after is not None, upper=upper is not None, probe=probe)
         _, compiled = self._statement(page)
-        values: dict[str, Any] = {"committed_value": committed_value, "gw_limit": limit}
+        values: dict[str, Any] = {"committed_value": committed_value}
+        if not probe:
+            values["gw_limit"] = limit
         if self.text_placeholder:
             values["committed_value_text"] = _as_text(committed_value)
         if after is not None:
@@ -171,7 +174,7 @@ class Database:
 
     def probe(self, committed_value: Any) -> Kind:
         """Check the query and columns (no rows read); return what the commit column holds."""
-        fetched = self.fetch(committed_value, None, None, 0)
+        fetched = self.fetch(committed_value, None, None, 0, probe=True)
         names = {name.lower(): i for i, name in enumerate(fetched.names)}
         wanted = [self.config.commit_column, *self.config.key_columns]
         missing = [c for c in wanted if c.lower() not in names]
@@ -181,6 +184,7 @@ class Database:
                 f"(commit_column / key_columns); it has: {', '.join(fetched.names)}"
             )
         type_code = self.last_description[names[self.config.commit_column.lower()]][1]
+        self.fetch(committed_value, None, None, 0)  # the page statement itself runs too
         return self._kind(type_code)
 
     def _kind(self, type_code: Any) -> Kind:

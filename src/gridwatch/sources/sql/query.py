@@ -40,12 +40,15 @@ class Page:
 
     after: bool
     upper: bool
+    probe: bool = False
 
 
 def page_statement(
     dialect: str, prepared: str, commit_column: str, key_columns: list[str], page: Page
 ) -> str:
     """The SQL of one page read, with named parameters (``:gw_after_0``, ``:gw_limit``, ...)."""
+    if page.probe:  # only the result's columns: no reference to any column of ours
+        return f"SELECT * FROM (\n{prepared}\n) {ALIAS}\nWHERE 1 = 0"
     columns = [commit_column, *key_columns]
     conditions: list[str] = []
     if page.after:

@@ -71,7 +71,7 @@ class SqlIncrementalSource(Source):
         log.info(
             "sql source %s: reading %s from %s (commit column %s, key %s)",
             self.id,
-            "the start" if self.cursor.value is None else f"after {self.cursor.value!r}",
+            "the start" if self.cursor.value is None else f"at {self.cursor.value}",
             self.db.engine.url.render_as_string(hide_password=True),
             cfg.commit_column,
             ", ".join(cfg.key_columns),

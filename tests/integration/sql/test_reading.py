@@ -125,7 +125,9 @@ async def test_updates_are_new_versions_and_restarts_resume(db: Db, tmp_path: Pa
         conn.execute(
             table.update()
             .where(table.c.pandaid == 5)
-            .values(jobstatus="finished", modificationtime=sim.job_row(0, NOW - 100)["modificationtime"])
+            .values(
+                jobstatus="finished", modificationtime=sim.job_row(0, NOW - 100)["modificationtime"]
+            )
         )
     assert await harness.round() == 1
     delivered = harness.delivered()
@@ -145,6 +147,6 @@ async def test_a_bad_query_or_column_fails_at_start_naming_it(db: Db, tmp_path: 
         await harness.start()
     bad = db.query(sim).replace("cloud != 'OSG'", "clowd != 'OSG'", 1)
     harness = Harness(tmp_path / "b", config(db, sim, query=bad))
-    with pytest.raises(ConfigurationError, match="(?i)clowd"):
+    with pytest.raises(ConfigurationError, match=r"(?i)clowd"):
         await harness.start()
     sim.close()

@@ -101,6 +101,9 @@ class SqlIncrementalConfig(SourceConfig):
     lowercase_columns: bool = Field(
         True, description="Lowercase column names in `data` (Oracle reports them uppercase)."
     )
+    binary_protocol: bool = Field(
+        True, description="PostgreSQL only: fetch rows in psycopg's binary format (faster)."
+    )
     retry_initial_s: float = Field(1.0, gt=0, description="First pause after a database error.")
     retry_max_s: float = Field(60.0, gt=0, description="Longest pause between retries.")
     query_timeout_s: float = Field(

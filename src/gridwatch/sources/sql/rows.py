@@ -7,11 +7,13 @@ that is a time (so a replay lands in the same day folder), else the time of read
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from gridwatch.record import Record, hash128
+from gridwatch.record import Record
 from gridwatch.sources.sql.config import SqlIncrementalConfig
 from gridwatch.sources.sql.cursor import Key
 from gridwatch.sources.sql.database import Fetched
@@ -40,7 +42,9 @@ class RowConverter:
     def __init__(self, config: SqlIncrementalConfig, axis: TimeAxis) -> None:
         self.config = config
         self.axis = axis
-        self._prefix = (config.producer.encode(), config.record_type.encode())
+        self._hash_base = hashlib.blake2b(digest_size=16)
+        for part in (config.producer.encode(), config.record_type.encode()):
+            self._hash_base.update(len(part).to_bytes(8, "little") + part)
         self._layout: tuple[tuple[str, ...], int, list[int]] | None = None
 
     def _columns(self, names: list[str]) -> tuple[tuple[str, ...], int, list[int]]:
@@ -62,6 +66,17 @@ class RowConverter:
 
     def convert(self, page: Fetched) -> Converted:
         """Records for every row of a page, in order."""
+        # Tens of thousands of new containers would trigger the cyclic GC many times over;
+        # none of them can be part of a cycle.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._convert(page)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _convert(self, page: Fetched) -> Converted:
         cfg = self.config
         names, commit, key_indexes = self._columns(page.names)
         columns = list(zip(*page.rows, strict=True)) if page.rows else []
@@ -76,17 +91,16 @@ class RowConverter:
             if index == commit and isinstance(sample, str) and self.axis.kind is Kind.TEXT_TIME:
                 convert = self.axis.text_time_converter(cfg.time_format)
             else:
-                convert = converter_for(sample, self.axis, cfg.time_format, cfg.decimal_format)
+                scale = page.scales[index] if page.scales else None
+                convert = converter_for(
+                    sample, self.axis, cfg.time_format, cfg.decimal_format, scale
+                )
             converted.append(convert_column(column, convert))
         known: list[int | None] = [None] * len(values)
         if cfg.time_format == "epoch_ms" and self.axis.kind.is_time and columns:
             known = [v if isinstance(v, int) else None for v in converted[commit]]
         stamps = self._timestamps(values, known)
-        producer, type_ = self._prefix
-        ids = [
-            hash128(producer, type_, b"\x1f".join(token(k) for k in key), token(value))
-            for key, value in zip(keys, values, strict=True)
-        ]
+        ids = self._ids(keys, values)
         records = [
             Record(
                 producer=cfg.producer,
@@ -100,6 +114,18 @@ class RowConverter:
             for stamp, id_, row in zip(stamps, ids, zip(*converted, strict=True), strict=True)
         ]
         return Converted(records, values, keys)
+
+    def _ids(self, keys: list[Key], values: list[Any]) -> list[str]:
+        """128-bit ids of (producer, type, key, commit value): one per row version."""
+        base = self._hash_base
+        single = len(self.config.key_columns) == 1
+        ids = []
+        for key, value in zip(keys, values, strict=True):
+            key_bytes = token(key[0]) if single else b"\x1f".join(token(k) for k in key)
+            h = base.copy()
+            h.update(len(key_bytes).to_bytes(8, "little") + key_bytes + token(value))
+            ids.append(h.hexdigest())
+        return ids
 
     def _timestamps(self, values: list[Any], known: list[int | None]) -> list[int]:
         """Each row's envelope timestamp (UTC ms): its commit value, or now."""

@@ -179,14 +179,26 @@ class SqlIncrementalSource(Source):
     async def _forward(self, now: float) -> AsyncIterator[SourceBatch]:
         cfg, cursor, axis = self.config, self.cursor, self.axis
         upper = axis.from_epoch(now - cfg.safety_lag_s) if axis.kind.is_time else None
-        while True:
-            committed = cursor.value if cursor.value is not None else axis.floor()
-            after = None if cursor.value is None or cursor.key is None else self._after()
-            page = await self._call(self.db.fetch, committed, after, upper, cfg.batch_rows)
-            if page.rows:
-                yield self._forward_rows(page, now)
-            if len(page.rows) < cfg.batch_rows:
-                return
+        committed = cursor.value if cursor.value is not None else axis.floor()
+        after = None if cursor.value is None or cursor.key is None else self._after()
+        fetch = self.db.fetch
+        pending = asyncio.ensure_future(self._call(fetch, committed, after, upper, cfg.batch_rows))
+        try:
+            while True:
+                page = await pending
+                full = len(page.rows) >= cfg.batch_rows
+                if full:  # read the next page while this one is converted and delivered
+                    after = self.rows.last_cursor(page)
+                    pending = asyncio.ensure_future(
+                        self._call(fetch, after[0], after, upper, cfg.batch_rows)
+                    )
+                if page.rows:
+                    yield self._forward_rows(page, now)
+                if not full:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
 
     def _after(self) -> tuple[Any, ...]:
         assert self.cursor.key is not None
@@ -211,9 +223,11 @@ class SqlIncrementalSource(Source):
         cursor.value, cursor.key = converted.values[-1], converted.keys[-1]
         self._adapt_kind(cursor.value)
         if self.axis.kind.is_time and cfg.rescan_window_s > 0:
+            bound = self._rescan_bound(cursor.value, now)
+            cursor.forget_before(bound)
             for value, key in zip(converted.values, converted.keys, strict=True):
-                cursor.remember(value, key)
-            cursor.forget_before(self._rescan_bound(cursor.value, now))
+                if value >= bound:  # older rows are beyond any future rescan
+                    cursor.remember(value, key)
         epoch = self.axis.to_epoch(cursor.value)
         if epoch is not None:
             self.lags[self.id] = max(0.0, self.clock() - epoch)

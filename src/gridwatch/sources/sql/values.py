@@ -149,9 +149,19 @@ class TimeAxis:
         return convert
 
 
-def decimal_converter(decimal_format: str) -> Converter:
-    """Whole decimals to int; others exact, in fixed-point, as JSON numbers or strings."""
+def decimal_converter(decimal_format: str, scale: int | None = None) -> Converter:
+    """Whole decimals to int; others exact, in fixed-point, as JSON numbers or strings.
+
+    A column declared with scale 0 (``NUMBER(12,0)``) holds integers only; one with a
+    positive scale always has a fraction; without a declared scale each value decides.
+    """
     as_number = decimal_format == "number"
+    if scale == 0:
+        return int
+    if scale is not None and as_number:
+        return lambda value: (
+            msgspec.Raw(format(value, "f").encode()) if value.is_finite() else str(value)
+        )
 
     def convert(value: Decimal) -> Any:
         if not value.is_finite():
@@ -197,14 +207,16 @@ _BY_TYPE: tuple[tuple[type | tuple[type, ...], Converter], ...] = (
 )
 
 
-def converter_for(sample: Any, axis: TimeAxis, time_format: str, decimal_format: str) -> Converter:
+def converter_for(
+    sample: Any, axis: TimeAxis, time_format: str, decimal_format: str, scale: int | None = None
+) -> Converter:
     """How to turn values like ``sample`` into exact JSON-ready values."""
     if sample is None or isinstance(sample, bool | int | str):
         return _identity
     if isinstance(sample, datetime):
         return axis.datetime_converter(time_format)
     if isinstance(sample, Decimal):
-        return decimal_converter(decimal_format)
+        return decimal_converter(decimal_format, scale)
     for types, convert in _BY_TYPE:
         if isinstance(sample, types):
             return convert

@@ -22,7 +22,7 @@ from pathlib import Path
 import psycopg
 
 from gridwatch.bus import SqliteBus
-from gridwatch.components import Context
+from gridwatch.components import Context, SourceBatch
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, encode_lines
 from gridwatch.sim.panda import ARCHIVED, PandaSimulator, job_columns, panda_query, table_name
@@ -92,12 +92,14 @@ async def through_source(schema: str, batch_rows: int, data_dir: Path) -> int:
     source = SqlIncrementalSource("panda", cfg, context)
     await source.open(None)
     total = 0
-    async for batch in source.read_round():
+
+    def append(batch: SourceBatch) -> None:  # as the runtime does: encode and append in a thread
         lines = encode_lines(batch.records)
-        await asyncio.to_thread(
-            bus.append, [("panda_raw_all", "panda", lines)], ("panda", batch.position)
-        )
-        total += len(lines)
+        bus.append([("panda_raw_all", "panda", lines)], ("panda", batch.position))
+
+    async for batch in source.read_round():
+        await asyncio.to_thread(append, batch)
+        total += len(batch.records)
     await source.close()
     bus.close()
     return total

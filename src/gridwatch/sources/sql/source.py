@@ -22,7 +22,7 @@ from gridwatch.metrics import Metrics
 from gridwatch.sources.sql.config import SqlIncrementalConfig, start_offset_s
 from gridwatch.sources.sql.cursor import Cursor
 from gridwatch.sources.sql.database import Database, Fetched
-from gridwatch.sources.sql.rows import RowConverter
+from gridwatch.sources.sql.rows import Converted, RowConverter
 from gridwatch.sources.sql.values import Kind, TimeAxis
 
 log = logging.getLogger(__name__)
@@ -181,33 +181,35 @@ class SqlIncrementalSource(Source):
         upper = axis.from_epoch(now - cfg.safety_lag_s) if axis.kind.is_time else None
         committed = cursor.value if cursor.value is not None else axis.floor()
         after = None if cursor.value is None or cursor.key is None else self._after()
-        fetch = self.db.fetch
-        pending = asyncio.ensure_future(self._call(fetch, committed, after, upper, cfg.batch_rows))
+        pending = asyncio.ensure_future(self._read_page(committed, after, upper))
         try:
             while True:
-                page = await pending
+                page, converted = await pending
                 full = len(page.rows) >= cfg.batch_rows
-                if full:  # read the next page while this one is converted and delivered
+                if full:  # fetch and convert the next page while this one is delivered
                     after = self.rows.last_cursor(page)
-                    pending = asyncio.ensure_future(
-                        self._call(fetch, after[0], after, upper, cfg.batch_rows)
-                    )
+                    pending = asyncio.ensure_future(self._read_page(after[0], after, upper))
                 if page.rows:
-                    yield self._forward_rows(page, now)
+                    yield self._forward_rows(converted, now)
                 if not full:
                     return
         finally:
             if not pending.done():
                 pending.cancel()
 
+    async def _read_page(
+        self, committed: Any, after: tuple[Any, ...] | None, upper: Any
+    ) -> tuple[Fetched, Converted]:
+        page = await self._call(self.db.fetch, committed, after, upper, self.config.batch_rows)
+        return page, await asyncio.to_thread(self.rows.convert, page)
+
     def _after(self) -> tuple[Any, ...]:
         assert self.cursor.key is not None
         return (self.cursor.value, *self.cursor.key)
 
-    def _forward_rows(self, page: Fetched, now: float) -> SourceBatch:
+    def _forward_rows(self, converted: Converted, now: float) -> SourceBatch:
         cfg, cursor = self.config, self.cursor
-        converted = self.rows.convert(page)
-        self.context.metrics.inc(self.id, "sql_rows_read", len(page.rows))
+        self.context.metrics.inc(self.id, "sql_rows_read", len(converted.records))
         records = converted.records
         if cursor.seen:  # a rescan may have emitted rows tied with the cursor's value
             fresh = [

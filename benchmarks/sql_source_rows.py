@@ -1,0 +1,140 @@
+"""Rows per second from PostgreSQL into the bus through the ``sql_incremental`` source.
+
+Loads PanDA-like rows (the simulator's columns) into a private schema, then reads them all
+twice: once with a bare psycopg fetch of the same pages (the baseline: database and driver
+only), once through the source into a durable SQLite bus (conversion, ids, envelope, fsync).
+
+    .venv/bin/python benchmarks/sql_source_rows.py [--rows 200000] [--batch-rows 40000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+from gridwatch.bus import SqliteBus
+from gridwatch.components import Context, SourceBatch
+from gridwatch.metrics import Metrics
+from gridwatch.record import EnvelopeDecoder, encode_lines
+from gridwatch.sim.panda import ARCHIVED, PandaSimulator, job_columns, panda_query, table_name
+from gridwatch.sources.sql.config import SqlIncrementalConfig
+from gridwatch.sources.sql.query import Page, page_statement, prepare
+from gridwatch.sources.sql.source import SqlIncrementalSource
+
+URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+
+
+def load(sim: PandaSimulator, schema: str, rows: int) -> None:
+    """Finished jobs over the last day, a few hundred per second of modificationtime."""
+    names = [c.name for c in job_columns()]
+    start = time.time() - 86400
+    with psycopg.connect(DSN) as conn, conn.cursor() as cur:
+        target = f"{schema}.{table_name(ARCHIVED, 'postgresql')}"
+        with cur.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN") as copy:
+            for n in range(rows):
+                row = sim.job_row(4_000_000_000 + n, start + n * 0.4, "finished")
+                row.update(cloud="DE", vo="atlas", endtime=row["modificationtime"])
+                row.update(cpuconsumptiontime=n % 40000, hs06sec=f"{n % 9999}.125")
+                row.update(maxpss=2_000_000_000 + n, nevents=n % 5000)
+                copy.write_row([row[c] for c in names])
+        cur.execute(f"ANALYZE {target}")
+
+
+def baseline(schema: str, batch_rows: int) -> int:
+    """The same keyset pages with a bare psycopg cursor: tuples, no conversion."""
+    sql = page_statement(
+        "postgresql",
+        prepare(panda_query("postgresql", schema)),
+        "modificationtime",
+        ["pandaid"],
+        Page(after=True, upper=False),
+    )
+    for name in ("committed_value", "gw_after_0", "gw_after_1", "gw_limit"):
+        sql = sql.replace(f":{name}", f"%({name})s")
+    total = 0
+    value: object = datetime(1900, 1, 1)  # noqa: DTZ001
+    key: object = 0
+    with psycopg.connect(DSN) as conn, conn.cursor() as cur:
+        while True:
+            params = {
+                "committed_value": value,
+                "gw_after_0": value,
+                "gw_after_1": key,
+                "gw_limit": batch_rows,
+            }
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            total += len(rows)
+            if len(rows) < batch_rows:
+                return total
+            value, key = rows[-1][16], rows[-1][0]
+
+
+async def through_source(schema: str, batch_rows: int, data_dir: Path) -> int:
+    bus = SqliteBus(data_dir / "bus.db")
+    context = Context(data_dir=data_dir, metrics=Metrics(), bus=bus, decoder=EnvelopeDecoder())
+    cfg = SqlIncrementalConfig(
+        url=URL,
+        query=panda_query("postgresql", schema),
+        batch_rows=batch_rows,
+        min_interval_s=0,
+    )
+    source = SqlIncrementalSource("panda", cfg, context)
+    await source.open(None)
+    total = 0
+
+    def append(batch: SourceBatch) -> None:  # as the runtime does: encode and append in a thread
+        lines = encode_lines(batch.records)
+        bus.append([("panda_raw_all", "panda", lines)], ("panda", batch.position))
+
+    async for batch in source.read_round():
+        await asyncio.to_thread(append, batch)
+        total += len(batch.records)
+    await source.close()
+    bus.close()
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch-rows", type=int, default=40_000)
+    args = parser.parse_args()
+    schema = f"gw_bench_{uuid.uuid4().hex[:8]}"
+    sim = PandaSimulator(URL, schema=schema)
+    sim.create(drop=True)
+    try:
+        load(sim, schema, args.rows)
+        baseline(schema, args.batch_rows)  # warm the cache
+        started = time.perf_counter()
+        fetched = baseline(schema, args.batch_rows)
+        base_s = time.perf_counter() - started
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            delivered = asyncio.run(through_source(schema, args.batch_rows, Path(tmp)))
+            source_s = time.perf_counter() - started
+        assert fetched == delivered == args.rows, (fetched, delivered)
+        with psycopg.connect(DSN) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        print(f"machine: {platform.machine()} {os.cpu_count()} cpus, {platform.platform()}")
+        print(f"python {platform.python_version()}, PostgreSQL {version[0] if version else '?'}")
+        print(f"rows: {args.rows} PanDA-like rows (22 columns), batch_rows {args.batch_rows}")
+        print(f"baseline psycopg fetch of the same pages: {fetched / base_s:,.0f} rows/s")
+        print(f"sql_incremental source into the bus:      {delivered / source_s:,.0f} rows/s")
+        print(f"ratio source/baseline: {base_s / source_s:.2f}")
+    finally:
+        sim.drop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Simulators of the systems gridwatch monitors, for tests, benchmarks and demos."""

@@ -1,0 +1,270 @@
+"""The ``sql_incremental`` source: reads changed rows from a database, exactly once.
+
+Each round first rescans the window behind the cursor (emitting only row versions not emitted
+yet: transactions that committed late with an older commit value), then reads forward from
+the cursor in ``(commit value, key)`` order, page by page, up to now minus the safety lag.
+Every page becomes one batch whose position is the cursor after it; the bus stores both in one
+transaction, so a crash at any moment neither loses nor repeats a row version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from gridwatch.components import Source, SourceBatch, register
+from gridwatch.errors import ConfigurationError
+from gridwatch.metrics import Metrics
+from gridwatch.sources.sql.config import SqlIncrementalConfig, start_offset_s
+from gridwatch.sources.sql.cursor import Cursor
+from gridwatch.sources.sql.database import Database, Fetched
+from gridwatch.sources.sql.rows import Converted, RowConverter
+from gridwatch.sources.sql.values import Kind, TimeAxis
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_CURSOR_LAGS: weakref.WeakKeyDictionary[Metrics, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
+def _cursor_lag_gauge(metrics: Metrics) -> dict[str, float]:
+    lags = _CURSOR_LAGS.get(metrics)
+    if lags is None:
+        lags = _CURSOR_LAGS[metrics] = {}
+        metrics.gauge(
+            "sql_cursor_lag_seconds",
+            "Seconds between now and the commit value of the last row read.",
+            "component",
+            lambda: dict(lags),
+        )
+    return lags
+
+
+class DatabaseUnavailable(Exception):
+    """The database does not answer; the read is retried with backoff."""
+
+
+@register("sql_incremental")
+class SqlIncrementalSource(Source):
+    """Reads new and changed rows of a SQL query, resumable and without loss or repeats."""
+
+    Config = SqlIncrementalConfig
+    config: SqlIncrementalConfig
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    async def open(self, position: Any) -> None:
+        cfg = self.config
+        self.db = Database(cfg)
+        self.lags = _cursor_lag_gauge(self.context.metrics)
+        kind = await self._call(self.db.probe, None)
+        self.axis = TimeAxis(kind, cfg.database_timezone)
+        self.rows = RowConverter(cfg, self.axis)
+        if position:
+            self.cursor = Cursor.from_json(position)
+            if self.cursor.value is not None:
+                self._adapt_kind(self.cursor.value)
+        else:
+            self.cursor = Cursor(value=self._start_value())
+        log.info(
+            "sql source %s: reading %s from %s (commit column %s, key %s)",
+            self.id,
+            "the start" if self.cursor.value is None else f"at {self.cursor.value}",
+            self.db.engine.url.render_as_string(hide_password=True),
+            cfg.commit_column,
+            ", ".join(cfg.key_columns),
+        )
+
+    async def close(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            await asyncio.to_thread(db.close)
+
+    def _start_value(self) -> Any:
+        start = self.config.start_value
+        if start is None:
+            return None
+        if isinstance(start, int):
+            return start
+        if start.strip().lower().startswith("now"):
+            if not self.axis.kind.is_time:
+                raise ConfigurationError("start_value: `now` needs a time commit column")
+            return self.axis.from_epoch(self.clock() - start_offset_s(start))
+        if self.axis.kind.is_time:
+            try:
+                return self.axis.parse_start(start)
+            except ValueError:
+                raise ConfigurationError(
+                    f"start_value: {start!r} is not an ISO 8601 time"
+                ) from None
+        return start
+
+    def _adapt_kind(self, value: Any) -> None:
+        """SQLite has no column types: let the values say what the commit column holds."""
+        if self.axis.kind is Kind.TEXT_TIME and not isinstance(value, str):
+            self.axis.kind = Kind.OTHER
+        self.axis.observe(value)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def batches(self) -> AsyncIterator[SourceBatch]:
+        while True:
+            started = time.monotonic()
+            async for batch in self.read_round():
+                yield batch
+            pause = self.config.min_interval_s - (time.monotonic() - started)
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    async def read_round(self) -> AsyncIterator[SourceBatch]:
+        """One round: rescan the window behind the cursor, then read forward until caught up."""
+        now = self.clock()
+        async for batch in self._rescan(now):
+            yield batch
+        async for batch in self._forward(now):
+            yield batch
+
+    async def _rescan(self, now: float) -> AsyncIterator[SourceBatch]:
+        cfg, cursor, axis = self.config, self.cursor, self.axis
+        if cursor.value is None or cfg.rescan_window_s <= 0 or not axis.kind.is_time:
+            cursor.scanned_at = now
+            return
+        lower = self._rescan_bound(cursor.value, cursor.scanned_at)
+        after: tuple[Any, ...] | None = None
+        if lower <= cursor.value:
+            while True:
+                page = await self._call(self.db.fetch, lower, after, cursor.value, cfg.batch_rows)
+                self.context.metrics.inc(self.id, "sql_rows_reread", len(page.rows))
+                batch = self._late_rows(page)
+                if batch is not None:
+                    yield batch
+                if len(page.rows) < cfg.batch_rows:
+                    break
+                after = self.rows.last_cursor(page)
+        cursor.scanned_at = now
+
+    def _rescan_bound(self, value: Any, scanned_at: float | None) -> Any:
+        """The oldest commit value a late transaction can have that the last reads missed."""
+        cfg = self.config
+        lower = self.axis.shift(value, -cfg.rescan_window_s)
+        if scanned_at is not None:
+            since = self.axis.from_epoch(scanned_at - cfg.safety_lag_s - cfg.rescan_window_s)
+            lower = max(lower, since)
+        return lower
+
+    def _late_rows(self, page: Fetched) -> SourceBatch | None:
+        cursor = self.cursor
+        converted = self.rows.convert(page)
+        fresh = [
+            i
+            for i, (value, key) in enumerate(zip(converted.values, converted.keys, strict=True))
+            if not cursor.was_emitted(value, key)
+        ]
+        self.context.metrics.inc(self.id, "sql_rows_already_emitted", len(page.rows) - len(fresh))
+        if not fresh:
+            return None
+        for i in fresh:
+            cursor.remember(converted.values[i], converted.keys[i])
+        log.warning(
+            "sql source %s: %d rows committed late behind the cursor were caught by the rescan",
+            self.id,
+            len(fresh),
+        )
+        self.context.metrics.inc(self.id, "sql_rows_late", len(fresh))
+        records = [converted.records[i] for i in fresh]
+        return SourceBatch(records, position=cursor.to_json())
+
+    async def _forward(self, now: float) -> AsyncIterator[SourceBatch]:
+        cfg, cursor, axis = self.config, self.cursor, self.axis
+        upper = axis.from_epoch(now - cfg.safety_lag_s) if axis.kind.is_time else None
+        committed = cursor.value if cursor.value is not None else axis.floor()
+        after = None if cursor.value is None or cursor.key is None else self._after()
+        pending = asyncio.ensure_future(self._read_page(committed, after, upper))
+        try:
+            while True:
+                page, converted = await pending
+                full = len(page.rows) >= cfg.batch_rows
+                if full:  # fetch and convert the next page while this one is delivered
+                    after = self.rows.last_cursor(page)
+                    pending = asyncio.ensure_future(self._read_page(after[0], after, upper))
+                if page.rows:
+                    yield self._forward_rows(converted, now)
+                if not full:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+
+    async def _read_page(
+        self, committed: Any, after: tuple[Any, ...] | None, upper: Any
+    ) -> tuple[Fetched, Converted]:
+        page = await self._call(self.db.fetch, committed, after, upper, self.config.batch_rows)
+        return page, await asyncio.to_thread(self.rows.convert, page)
+
+    def _after(self) -> tuple[Any, ...]:
+        assert self.cursor.key is not None
+        return (self.cursor.value, *self.cursor.key)
+
+    def _forward_rows(self, converted: Converted, now: float) -> SourceBatch:
+        cfg, cursor = self.config, self.cursor
+        self.context.metrics.inc(self.id, "sql_rows_read", len(converted.records))
+        records = converted.records
+        if cursor.seen:  # a rescan may have emitted rows tied with the cursor's value
+            fresh = [
+                i
+                for i, (value, key) in enumerate(zip(converted.values, converted.keys, strict=True))
+                if not cursor.was_emitted(value, key)
+            ]
+            if len(fresh) < len(records):
+                self.context.metrics.inc(
+                    self.id, "sql_rows_already_emitted", len(records) - len(fresh)
+                )
+                records = [records[i] for i in fresh]
+        cursor.value, cursor.key = converted.values[-1], converted.keys[-1]
+        self._adapt_kind(cursor.value)
+        if self.axis.kind.is_time and cfg.rescan_window_s > 0:
+            bound = self._rescan_bound(cursor.value, now)
+            cursor.forget_before(bound)
+            for value, key in zip(converted.values, converted.keys, strict=True):
+                if value >= bound:  # older rows are beyond any future rescan
+                    cursor.remember(value, key)
+        epoch = self.axis.to_epoch(cursor.value)
+        if epoch is not None:
+            self.lags[self.id] = max(0.0, self.clock() - epoch)
+        return SourceBatch(records, position=cursor.to_json())
+
+    # -- retries --------------------------------------------------------------------------
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking database call in a thread; back off and retry while it is down."""
+        cfg = self.config
+        pause = cfg.retry_initial_s
+        attempt = 0
+        while True:
+            try:
+                return await asyncio.to_thread(function, *args)
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                if await asyncio.to_thread(self.db.alive):
+                    raise ConfigurationError(
+                        f"sql source {self.id}: the query failed: {_first_line(exc)}"
+                    ) from exc
+                attempt += 1
+                self.context.metrics.inc(self.id, "errors")
+                log.warning(
+                    "sql source %s: database unavailable (attempt %d): %s; retrying in %.1f s",
+                    self.id,
+                    attempt,
+                    _first_line(exc),
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(cfg.retry_max_s, pause * 2)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

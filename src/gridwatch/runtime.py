@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from gridwatch.api.dashboard import mount_dashboard
 from gridwatch.api.server import Server
 from gridwatch.bus import SqliteBus
 from gridwatch.components import (
@@ -101,6 +102,7 @@ class Runtime:
         self.readers: dict[str, BusReader] = {}
         self.status: dict[str, str] = {cid: "starting" for cid in self.components}
         self.server.health = self.health
+        mount_dashboard(self.server.app, pipeline.dashboard, self)
         self._sources_stop = asyncio.Event()
         self._consumers_stop = asyncio.Event()
 

@@ -14,6 +14,7 @@ import pytest
 
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Batch, Context
+from gridwatch.errors import RetryableError
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, Record, encode_lines
 from gridwatch.sinks.influxdb import InfluxdbConfig, InfluxdbSink
@@ -99,5 +100,5 @@ def test_an_unreachable_server_raises_so_the_batch_is_retried(
     tmp_path: Path, database: str
 ) -> None:
     sink = make_sink(tmp_path, database, url="http://127.0.0.1:9", timeout_s=2)
-    with pytest.raises(Exception, match="InfluxDB at http://127.0.0.1:9"):
+    with pytest.raises(RetryableError, match=r"InfluxDB at http://127\.0\.0\.1:9"):
         sink.write(Batch("t", encode_lines([metric(1_700_000_000_000, "ai01", x=1)])))

@@ -89,7 +89,9 @@ def test_serving_api_end_to_end(tmp_path: Path, gridwatch_process: Any) -> None:
         answer = get_json(base + "/api/v1/status")
         mods = {m["module"]: m for m in answer["modules"]}
         ready = (
-            all(m["evaluated_at"] for m in mods.values()) and mods["hadoop_cluster"]["last_data"]
+            all(m["evaluated_at"] for m in mods.values())
+            and mods["hadoop_cluster"]["last_data"]
+            and mods["web_interface"]["last_data"]
         )
         return mods if ready else {}
 

@@ -1,11 +1,13 @@
 """The ``module_status`` job: EventIndex-style module statuses from the latest values on the bus.
 
-It follows its inputs, keeps each module's latest values, evaluates the modules' rules every
-``evaluate_interval_s`` (so that stale data turns a module red even when nothing arrives) and
-publishes ``gridwatch_agg_module_status`` records on every change and at least every
-``history_interval_s``: the status history, which a ``timeseries`` sink stores (the
-``status_code`` field keeps the worst value of each bin). ``GET /api/v1/status`` answers from
-the job's current evaluation.
+It follows its inputs and keeps each module's latest values. Every record that a module sends
+is evaluated at its own timestamp (so replayed or backfilled data gives a true history), and
+when the job is idle — or at the latest every ``STALE_EVALUATION_S`` — every module is also
+evaluated at the wall-clock time, so that a module that fell silent turns yellow or red by its
+freshness rules. The job publishes ``gridwatch_agg_module_status`` records on every change and
+at least every ``history_interval_s`` of event time: the status history, which a
+``timeseries`` sink stores (the ``status_code`` field keeps the worst value of each bin).
+``GET /api/v1/status`` answers from the job's current evaluation.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gridwatch.record import Record, decode_lines, encode_lines, record_id, topi
 from gridwatch.serving.status import Latest, ModuleRule, Status, evaluate
 
 STATUS_TYPE = "module_status"
+STALE_EVALUATION_S = 30.0
 
 
 class ModuleStatusConfig(JobConfig):
@@ -54,7 +57,7 @@ class ModuleStatusJob(Job):
         self.latest: dict[str, Latest] = {}
         self.current: dict[str, Status] = {}
         self.since: dict[str, int] = {}
-        self.published: dict[str, float] = {}
+        self.published: dict[str, int] = {}
         self.evaluated_ms = 0
         self.topic = topic_name(self.config.producer, "agg", STATUS_TYPE)
         if context.app is not None:
@@ -94,21 +97,26 @@ class ModuleStatusJob(Job):
         last_commit = time.monotonic()
         while not stop.is_set():
             busy = False
+            changes: list[Record] = []
             for topic in await reader.topics():
                 polled = await reader.poll(topic)
                 if polled is None:
                     continue
                 busy = True
                 self.context.metrics.inc(self.id, "dropped", polled.lost)
-                self._take(decode_lines(polled.lines))
+                changes.extend(self._take(decode_lines(polled.lines)))
                 self.context.metrics.inc(self.id, "received", len(polled.lines))
                 reader.advance(polled)
-            if busy or time.monotonic() - last_evaluation >= cfg.evaluate_interval_s:
-                published = await self._evaluate_and_publish(reader)
+            since_evaluation = time.monotonic() - last_evaluation
+            if (not busy and since_evaluation >= cfg.evaluate_interval_s) or (
+                since_evaluation >= STALE_EVALUATION_S
+            ):
+                changes.extend(self._evaluate_now())
                 last_evaluation = time.monotonic()
-                if published:
-                    last_commit = last_evaluation
-            if reader.uncommitted and time.monotonic() - last_commit >= cfg.commit_interval_s:
+            if changes:
+                await self._publish(changes, reader)
+                last_commit = time.monotonic()
+            elif reader.uncommitted and time.monotonic() - last_commit >= cfg.commit_interval_s:
                 await reader.commit(self._state())
                 last_commit = time.monotonic()
             if not busy:
@@ -118,37 +126,49 @@ class ModuleStatusJob(Job):
         if reader.uncommitted:
             await reader.commit(self._state())
 
-    def _take(self, records: list[Record]) -> None:
+    def _take(self, records: list[Record]) -> list[Record]:
+        """Update the modules' latest values; evaluate each at its record's time."""
+        changes: list[Record] = []
         for record in records:
             for module, rule in self.config.modules.items():
-                if _belongs(record, module, rule):
-                    self.latest.setdefault(module, Latest()).update(record.data, record.timestamp)
+                if not _belongs(record, module, rule):
+                    continue
+                latest = self.latest.setdefault(module, Latest())
+                if record.timestamp < latest.timestamp_ms:
+                    continue  # older than what is known: not the latest value
+                latest.update(record.data, record.timestamp)
+                status = evaluate(rule, latest, record.timestamp)
+                self._observe(module, status, record.timestamp, changes)
+        return changes
 
-    async def _evaluate_and_publish(self, reader: BusReader) -> bool:
-        now = time.time()
-        now_ms = round(now * 1000)
-        changed: list[Record] = []
+    def _evaluate_now(self) -> list[Record]:
+        """Evaluate every module at the wall-clock time (freshness rules need it)."""
+        now_ms = round(time.time() * 1000)
+        changes: list[Record] = []
         for module, rule in self.config.modules.items():
-            status = evaluate(rule, self.latest.get(module), now_ms)
-            previous = self.current.get(module)
-            if previous is None or previous.status != status.status:
-                self.since[module] = now_ms
-            self.current[module] = status
-            due = now - self.published.get(module, 0.0) >= self.config.history_interval_s
-            if previous != status or due:
-                changed.append(self._record(module, status, now_ms))
-                self.published[module] = now
+            self._observe(module, evaluate(rule, self.latest.get(module), now_ms), now_ms, changes)
         self.evaluated_ms = now_ms
-        if not changed:
-            return False
-        lines = encode_lines(changed)
+        return changes
+
+    def _observe(self, module: str, status: Status, at_ms: int, changes: list[Record]) -> None:
+        previous = self.current.get(module)
+        if previous is None or previous.status != status.status:
+            self.since[module] = at_ms
+        self.current[module] = status
+        interval_ms = self.config.history_interval_s * 1000
+        if previous != status or at_ms - self.published.get(module, 0) >= interval_ms:
+            changes.append(self._record(module, status, at_ms))
+            self.published[module] = at_ms
+
+    async def _publish(self, changes: list[Record], reader: BusReader) -> None:
+        """Append status records and commit the consumed offsets, in one step."""
+        lines = encode_lines(changes)
         commit = (reader.group, dict(reader.offsets), self._state())
         await asyncio.to_thread(
             self.context.bus.append, [(self.topic, self.id, lines)], None, commit
         )
         reader.uncommitted = False
         self.context.metrics.inc(self.id, "sent", len(lines))
-        return True
 
     def _record(self, module: str, status: Status, now_ms: int) -> Record:
         rule = self.config.modules[module]

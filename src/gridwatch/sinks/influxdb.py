@@ -84,9 +84,7 @@ def line_of(point: Point, integers: bool = False) -> str:
     tags = "".join(
         f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(point.tags.items()) if v != ""
     )
-    fields = ",".join(
-        f"{escape_key(k)}={field_text(v, integers)}" for k, v in point.fields.items()
-    )
+    fields = ",".join(f"{escape_key(k)}={field_text(v, integers)}" for k, v in point.fields.items())
     return f"{head}{tags} {fields} {point.timestamp_ms}"
 
 
@@ -122,7 +120,9 @@ class InfluxdbSink(Sink):
     def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, str]:
         if self.connection is None:
             factory = (
-                http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+                http.client.HTTPSConnection
+                if self.scheme == "https"
+                else http.client.HTTPConnection
             )
             self.connection = factory(self.host, self.port, timeout=self.config.timeout_s)
         try:

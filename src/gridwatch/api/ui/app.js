@@ -4,7 +4,7 @@
 const RANGE_MS = { "6h": 6 * 3600e3, "2d": 2 * 86400e3, "7d": 7 * 86400e3, "30d": 30 * 86400e3, "1y": 365 * 86400e3 };
 const STATUS_COLOURS = { "-1": "#ffffff", "0": "#2e9e44", "1": "#f2c12e", "2": "#d7263d" };
 const STATUS_NAMES = { "-1": "N/A", "0": "available", "1": "degraded", "2": "unavailable" };
-const state = { settings: null, range: "6h", view: "overview", timer: null, loads: 0 };
+const state = { settings: null, range: "6h", view: "overview", timer: null, loads: 0, startedAt: 0 };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -161,6 +161,19 @@ async function refresh() {
   }
 }
 
+// Until every panel has data (a pipeline that just started), look again every second.
+function waitingForData() {
+  if (state.view !== "overview" || Date.now() - state.startedAt > 60e3) return false;
+  const empty = [...document.querySelectorAll(".chart")].some((c) => !Number(c.dataset.points || 0));
+  return empty || !document.querySelector(".module:not(.status-white)");
+}
+
+async function loop() {
+  await refresh();
+  const delay = waitingForData() ? 1000 : state.settings.refresh_s * 1000;
+  state.timer = setTimeout(loop, delay);
+}
+
 function show() {
   const [view, range] = (location.hash.replace(/^#/, "") || "overview").split("/");
   state.view = view === "pipeline" ? "pipeline" : "overview";
@@ -174,7 +187,6 @@ function show() {
   for (const button of document.querySelectorAll("#ranges button")) {
     button.classList.toggle("active", button.dataset.range === state.range);
   }
-  refresh();
 }
 
 async function start() {
@@ -188,9 +200,10 @@ async function start() {
     return button;
   }));
   buildPanels();
-  window.addEventListener("hashchange", show);
+  window.addEventListener("hashchange", () => { show(); refresh(); });
+  state.startedAt = Date.now();
   show();
-  state.timer = setInterval(refresh, state.settings.refresh_s * 1000);
+  loop();
 }
 
 start();

@@ -21,6 +21,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -88,16 +89,28 @@ def chart_points(driver: WebDriver, index: int) -> int:
     return int(value or 0)
 
 
+def module_classes(driver: WebDriver) -> dict[str, str]:
+    """Each module tile's classes, read at once (the tiles are redrawn on every refresh)."""
+    script = (
+        "return Object.fromEntries([...document.querySelectorAll('.module')]"
+        ".map((m) => [m.dataset.module, m.className]));"
+    )
+    classes: dict[str, str] = driver.execute_script(script)
+    return classes
+
+
 def test_demo_dashboard_shows_statuses_and_charts(
     browser: WebDriver, demo: tuple[str, float]
 ) -> None:
     url, started = demo
     browser.get(url + "/")
-    wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+    wait = WebDriverWait(
+        browser, 30, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+    )
 
     def ready(driver: WebDriver) -> bool:
-        modules = driver.find_elements(By.CSS_SELECTOR, ".module")
-        coloured = [m for m in modules if "status-white" not in (m.get_attribute("class") or "")]
+        coloured = module_classes(driver).values()
+        coloured = [c for c in coloured if "status-white" not in c]
         return len(coloured) >= 5 and chart_points(driver, 1) > 0 and chart_points(driver, 3) > 0
 
     wait.until(ready)
@@ -105,10 +118,7 @@ def test_demo_dashboard_shows_statuses_and_charts(
     print(f"demo: data on screen {seconds_to_data:.1f} s after the command started")
     assert seconds_to_data < 10
 
-    modules = {
-        m.get_attribute("data-module"): m.get_attribute("class") or ""
-        for m in browser.find_elements(By.CSS_SELECTOR, ".module")
-    }
+    modules = module_classes(browser)
     assert len(modules) == 9
     assert "status-white" in modules["consumer"]
     colours = {c for cls in modules.values() for c in cls.split() if c.startswith("status-")}
@@ -120,6 +130,8 @@ def test_demo_dashboard_shows_statuses_and_charts(
     assert browser.find_element(By.ID, "chart-1").get_attribute("data-tier") == "raw"
 
     ARTIFACTS.mkdir(exist_ok=True)
+    time.sleep(1.0)  # Plotly paints heatmaps asynchronously
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-6h.png"))
     chart = browser.find_element(By.ID, "chart-3")  # Hadoop dead nodes, backfilled 30 days
     loads_before = int(chart.get_attribute("data-loads") or 0)
     browser.find_element(By.CSS_SELECTOR, "#ranges button[data-range='30d']").click()
@@ -138,10 +150,10 @@ def test_demo_dashboard_shows_statuses_and_charts(
 
     browser.find_element(By.ID, "nav-pipeline").click()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#components tbody tr")) == 4)
-    rows = {
-        r.get_attribute("data-component"): r.text
-        for r in browser.find_elements(By.CSS_SELECTOR, "#components tbody tr")
-    }
+    rows: dict[str, str] = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#components tbody tr')]"
+        ".map((r) => [r.dataset.component, r.innerText]));"
+    )
     assert set(rows) == {"grid", "eventindex", "status", "tsdb"}
     assert "timeseries" in rows["tsdb"] and "running" in rows["tsdb"]
     browser.save_screenshot(str(ARTIFACTS / "pipeline.png"))

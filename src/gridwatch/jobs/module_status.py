@@ -156,7 +156,10 @@ class ModuleStatusJob(Job):
             self.since[module] = at_ms
         self.current[module] = status
         interval_ms = self.config.history_interval_s * 1000
-        if previous != status or at_ms - self.published.get(module, 0) >= interval_ms:
+        published = self.published.get(module)
+        # Older records after newer ones (a backfill, a replay) start their own history.
+        due = published is None or not 0 <= at_ms - published < interval_ms
+        if previous != status or due:
             changes.append(self._record(module, status, at_ms))
             self.published[module] = at_ms
 

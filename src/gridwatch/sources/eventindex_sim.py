@@ -101,6 +101,9 @@ class EventIndexSimulatorConfig(SourceConfig):
         0.0, ge=0, description="On the first start, first send this much history."
     )
     backfill_step_s: float = Field(600.0, gt=0, description="Spacing of the backfilled records.")
+    backfill_health_slot_s: float = Field(
+        4 * 3600.0, gt=0, description="A module's health in the backfilled history lasts this long."
+    )
     seed: int = Field(3, description="Varies the simulated health.")
 
 
@@ -125,10 +128,10 @@ class EventIndexSimulator(Source):
             raise ValueError(f"unknown EventIndex modules {unknown} (known: {list(MODULES)})")
         self.backfilled = bool(position and position.get("backfilled"))
 
-    def report(self, module: str, now_s: float) -> Record | None:
+    def report(self, module: str, now_s: float, slot_s: float | None = None) -> Record | None:
         """The record that ``module`` sends at ``now_s`` (None while it is silent)."""
         cfg = self.config
-        sev, jitter = severity(module, int(now_s // cfg.health_slot_s), cfg.seed)
+        sev, jitter = severity(module, int(now_s // (slot_s or cfg.health_slot_s)), cfg.seed)
         if sev == 2 and module in SILENT_WHEN_DOWN:
             return None
         host, values_of = MODULES[module]
@@ -145,11 +148,11 @@ class EventIndexSimulator(Source):
             idb_fields=sorted(values),
         )
 
-    def _reports(self, times: list[float]) -> list[Record]:
+    def _reports(self, times: list[float], slot_s: float | None = None) -> list[Record]:
         out = []
         for t in times:
             for module in self.config.modules:
-                record = self.report(module, t)
+                record = self.report(module, t, slot_s)
                 if record is not None:
                     out.append(record)
         return out
@@ -164,7 +167,7 @@ class EventIndexSimulator(Source):
             chunk = max(1, 5000 // len(cfg.modules))
             for first in range(0, len(times), chunk):
                 done = first + chunk >= len(times)
-                records = self._reports(times[first : first + chunk])
+                records = self._reports(times[first : first + chunk], cfg.backfill_health_slot_s)
                 yield SourceBatch(records, position={"backfilled": done})
                 await asyncio.sleep(0)
         self.backfilled = True

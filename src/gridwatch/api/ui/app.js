@@ -68,9 +68,11 @@ function seriesName(series, answer) {
 function traces(panel, answer) {
   if (panel.kind === "status") {
     const times = [...new Set(answer.series.flatMap((s) => s.times))].sort((a, b) => a - b);
+    // A status holds until the next one: carry each row's last known status forward.
     const z = answer.series.map((s) => {
       const at = new Map(s.times.map((t, i) => [t, s.values[i]]));
-      return times.map((t) => (at.has(t) ? at.get(t) : null));
+      let last = null;
+      return times.map((t) => (last = at.has(t) ? at.get(t) : last));
     });
     return [{
       type: "heatmap", x: times.map((t) => new Date(t)), y: answer.series.map((s) => seriesName(s, answer)), z,
@@ -84,7 +86,7 @@ function traces(panel, answer) {
   }
   return answer.series.map((s) => ({
     x: s.times.map((t) => new Date(t)), y: s.values, name: seriesName(s, answer),
-    type: panel.kind === "bar" ? "bar" : "scatter", mode: "lines",
+    type: panel.kind === "bar" ? "bar" : "scatter", mode: s.times.length < 40 ? "lines+markers" : "lines",
     stackgroup: panel.kind === "area" ? "one" : undefined, line: { width: 1.5 },
   }));
 }

@@ -64,7 +64,7 @@ def test_a_revised_bin_replaces_its_older_revision_in_every_tier(store: TimeSeri
     write(store, [agg(window, "CERN", jobs=12)])  # the same window and group, revised
     for tier in ("raw", "10m", "1h", "1d"):
         result = read(store, tier, "jobs", "sum")
-        assert [s.values for s in result.series] == [[17.0]], tier
+        assert [s.values.decode() for s in result.series] == [[17.0]], tier
     assert store.count_rows(BY_NAME["raw"]) == 2
     assert store.count_rows(BY_NAME["10m"]) == 2
 
@@ -76,7 +76,7 @@ def test_events_with_their_own_ids_add_up_and_replays_do_not(store: TimeSeriesSt
     ]
     write(store, events)
     write(store, events)  # delivered again after a crash
-    assert read(store, "1d", "jobs", "count").series[0].values == [3.0]
+    assert read(store, "1d", "jobs", "count").series[0].values.decode() == [3.0]
 
 
 def test_worst_state_survives_every_rollup(store: TimeSeriesStore) -> None:
@@ -87,10 +87,10 @@ def test_worst_state_survives_every_rollup(store: TimeSeriesStore) -> None:
     for tier in ("10m", "1h", "1d"):
         result = read(store, tier, "status_code", "mean")
         assert result.series[0].aggregate == "worst"
-        assert max(v for v in result.series[0].values if v is not None) == 2.0, tier
+        assert max(v for v in result.series[0].values.decode() if v is not None) == 2.0, tier
     # An ordinary field with the same values averages the outage away.
     write(store, [agg(p.timestamp_ms, "CERN", other=p.fields["status_code"]) for p, _ in points])
-    assert read(store, "1d", "other", "mean").series[0].values[0] < 0.1
+    assert read(store, "1d", "other", "mean").series[0].values.decode()[0] < 0.1
 
 
 def test_rollups_keep_count_sum_min_max_and_last(store: TimeSeriesStore) -> None:
@@ -99,20 +99,20 @@ def test_rollups_keep_count_sum_min_max_and_last(store: TimeSeriesStore) -> None
     expected = {"count": 60.0, "sum": 1770.0, "min": 0.0, "max": 59.0, "last": 59.0, "mean": 29.5}
     for aggregate, value in expected.items():
         result = read(store, "1h", "v", aggregate)
-        assert result.series[0].values == [value], aggregate
+        assert result.series[0].values.decode() == [value], aggregate
 
 
 def test_group_by_and_filters(store: TimeSeriesStore) -> None:
     ts = NOW_MS - HOUR_MS
     write(store, [agg(ts, "CERN", jobs=1), agg(ts, "BNL", jobs=2), agg(ts, "FZK", jobs=4)])
     grouped = read(store, "1h", "jobs", "sum", group_by=["site"])
-    assert {s.tags["site"]: s.values for s in grouped.series} == {
+    assert {s.tags["site"]: s.values.decode() for s in grouped.series} == {
         "CERN": [1.0],
         "BNL": [2.0],
         "FZK": [4.0],
     }
     filtered = read(store, "1h", "jobs", "sum", where={"site": ["CERN", "FZK"]})
-    assert [s.values for s in filtered.series] == [[5.0]]
+    assert [s.values.decode() for s in filtered.series] == [[5.0]]
 
 
 def test_late_data_beyond_raw_retention_is_merged_into_the_kept_bin(
@@ -123,7 +123,7 @@ def test_late_data_beyond_raw_retention_is_merged_into_the_kept_bin(
     assert store.enforce_retention() == 1
     write(store, [(Point("jobs_agg", {}, {"jobs": 1}, old + 1000, False), "b")])
     query = Query("jobs_agg", old - HOUR_MS, old + HOUR_MS, ["jobs"], aggregate="count", tier="10m")
-    assert run_query(store, query).series[0].values == [2.0]
+    assert run_query(store, query).series[0].values.decode() == [2.0]
 
 
 def test_retention_deletes_per_tier(store: TimeSeriesStore, clock: Clock) -> None:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from aiohttp import web
 
-from gridwatch.serving.query import QueryError, parse_query, run_query
+from gridwatch.serving.query import Query, QueryError, Result, parse_query, run_query
 from gridwatch.serving.store import TimeSeriesStore
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -97,29 +97,36 @@ async def _query(request: web.Request) -> web.StreamResponse:
         query = parse_query(params, request.query.getall("where", []), store.now_ms())
     except QueryError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    result = await asyncio.to_thread(run_query, store, query, status_fields)
     fmt = request.query.get("format", "json")
+    if fmt not in _CONTENT_TYPES:
+        raise web.HTTPBadRequest(text=f"format: {fmt!r} is not json, csv or arrow")
+    result, body = await asyncio.to_thread(_answer, store, query, status_fields, fmt)
     headers = {
         "X-Gridwatch-Tier": result.plan.tier.name,
         "X-Gridwatch-Interval-Ms": str(result.plan.bucket_ms),
     }
+    return web.Response(body=body, content_type=_CONTENT_TYPES[fmt], headers=headers)
+
+
+_CONTENT_TYPES = {"json": "application/json", "csv": "text/csv", "arrow": ARROW_STREAM}
+
+
+def _answer(
+    store: TimeSeriesStore, query: Query, status_fields: Collection[str], fmt: str
+) -> tuple[Result, bytes]:
+    """Run the query and encode its answer (in a worker thread: both take CPU)."""
+    result = run_query(store, query, status_fields)
     if fmt == "json":
-        return web.Response(
-            body=_json.encode(result.to_json()), content_type="application/json", headers=headers
-        )
+        return result, _json.encode(result.to_json())
     table = result.to_arrow()
     if fmt == "csv":
         buffer = io.BytesIO()
         pa_csv.write_csv(table, buffer)
-        return web.Response(body=buffer.getvalue(), content_type="text/csv", headers=headers)
-    if fmt == "arrow":
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return web.Response(
-            body=sink.getvalue().to_pybytes(), content_type=ARROW_STREAM, headers=headers
-        )
-    raise web.HTTPBadRequest(text=f"format: {fmt!r} is not json, csv or arrow")
+        return result, buffer.getvalue()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return result, sink.getvalue().to_pybytes()
 
 
 async def _measurements(request: web.Request) -> web.Response:

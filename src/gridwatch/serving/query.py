@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import msgspec
 import pyarrow as pa
 
 from gridwatch.serving.store import Series, TimeSeriesStore
@@ -72,6 +73,28 @@ class Query:
     tier: str | None = None
 
 
+class JsonArray:
+    """A JSON array as DuckDB wrote it, decoded only when Python needs the values."""
+
+    __slots__ = ("length", "text")
+
+    def __init__(self, text: str, length: int) -> None:
+        self.text = text
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def raw(self) -> msgspec.Raw:
+        """The array for embedding in an encoded answer as it is."""
+        return msgspec.Raw(self.text.encode())
+
+    def decode(self) -> list[Any]:
+        """The array's values."""
+        decoded: list[Any] = msgspec.json.decode(self.text)
+        return decoded
+
+
 @dataclass
 class SeriesResult:
     """One returned series: a field of one group, with its times and values."""
@@ -79,8 +102,8 @@ class SeriesResult:
     field: str
     tags: dict[str, str]
     aggregate: str
-    times: list[int]
-    values: list[float | None]
+    times: JsonArray
+    values: JsonArray
 
 
 @dataclass
@@ -108,8 +131,8 @@ class Result:
                     "field": s.field,
                     "tags": s.tags,
                     "aggregate": s.aggregate,
-                    "times": s.times,
-                    "values": s.values,
+                    "times": s.times.raw(),
+                    "values": s.values.raw(),
                 }
                 for s in self.series
             ],
@@ -122,9 +145,9 @@ class Result:
         values: list[float | None] = []
         tags: dict[str, list[str | None]] = {k: [] for k in self.query.group_by}
         for s in self.series:
-            times.extend(s.times)
+            times.extend(s.times.decode())
             fields.extend([s.field] * len(s.times))
-            values.extend(s.values)
+            values.extend(s.values.decode())
             for key, column in tags.items():
                 column.extend([s.tags.get(key)] * len(s.times))
         columns: dict[str, Any] = {
@@ -278,31 +301,19 @@ def _read_field(
     tier = chosen.tier
     column = "ts" if tier is RAW else "bin"
     expression = (_RAW_SQL if tier is RAW else _ROLLUP_SQL)[aggregate]
+    # Each series' times and values leave DuckDB as JSON arrays: no Python work per point.
     sql = (
-        "WITH sel AS (SELECT unnest(?::BIGINT[]) AS series_id, unnest(?::INTEGER[]) AS grp) "
-        f"SELECT sel.grp, (r.{column} // {width}) * {width} AS t, {expression} AS v "
+        "WITH sel AS (SELECT unnest(?::BIGINT[]) AS series_id, unnest(?::INTEGER[]) AS grp), "
+        f"buckets AS (SELECT sel.grp, (r.{column} // {width}) * {width} AS t, {expression} AS v "
         f"FROM {tier.table} r JOIN sel ON r.series_id = sel.series_id "
-        f"WHERE r.field = ? AND r.{column} >= ? AND r.{column} < ? "
-        "GROUP BY sel.grp, t ORDER BY sel.grp, t"
+        f"WHERE r.field = ? AND r.{column} >= ? AND r.{column} < ? GROUP BY sel.grp, t) "
+        "SELECT grp, count(*) AS n, to_json(list(t ORDER BY t))::VARCHAR AS times, "
+        "to_json(list(v ORDER BY t))::VARCHAR AS vals FROM buckets GROUP BY grp ORDER BY grp"
     )
     start = (query.start_ms // width) * width
     params = [ids, group_of, name, start, query.end_ms]
-    table = store.cursor().sql(sql, params=params).to_arrow_table()
-    grp = table.column("grp").to_pylist()
-    times = table.column("t").to_pylist()
-    values = table.column("v").to_pylist()
-    results: list[SeriesResult] = []
-    begin = 0
-    for index in range(1, len(grp) + 1):
-        if index == len(grp) or grp[index] != grp[begin]:
-            results.append(
-                SeriesResult(
-                    name,
-                    group_tags[grp[begin]],
-                    aggregate,
-                    times[begin:index],
-                    values[begin:index],
-                )
-            )
-            begin = index
-    return results
+    rows = store.cursor().execute(sql, params).fetchall()
+    return [
+        SeriesResult(name, group_tags[grp], aggregate, JsonArray(times, n), JsonArray(vals, n))
+        for grp, n, times, vals in rows
+    ]

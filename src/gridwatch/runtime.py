@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from gridwatch.api.dashboard import mount_dashboard
 from gridwatch.api.server import Server
 from gridwatch.bus import SqliteBus
 from gridwatch.components import (
@@ -80,6 +81,7 @@ class Runtime:
         self.server.health = self.health
         self._drain_deadline: float | None = None
         self.scheduler = Scheduler(pipeline.schedule, self.context, pipeline.filename)
+        mount_dashboard(self.server.app, pipeline.dashboard, self)
         self._sources_stop = asyncio.Event()
         self._consumers_stop = asyncio.Event()
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from gridwatch.api.dashboard_config import DashboardSettings
 from gridwatch.components import (
     DEADLETTER_INPUT,
     KINDS,
@@ -102,6 +103,7 @@ class _TopLevel(_Settings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     records: RecordSettings = Field(default_factory=RecordSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Pipeline:
     server: ServerSettings
     schedule: ScheduleSettings
     document: LocatedYaml
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     def of_kind(self, kind: Kind) -> list[ComponentSpec]:
         """The components of one kind, in file order."""
@@ -176,7 +179,16 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
     located = [Problem(p.path, p.message, p.line or doc.line(p.path)) for p in problems]
     if located or top is None:
         raise ConfigProblems(filename, located)
-    return Pipeline(filename, components, top.bus, top.records, top.server, top.schedule, doc)
+    return Pipeline(
+        filename,
+        components,
+        top.bus,
+        top.records,
+        top.server,
+        top.schedule,
+        doc,
+        dashboard=top.dashboard,
+    )
 
 
 def _schedule_problems(

@@ -1,0 +1,93 @@
+"""``gridwatch demo``: a simulated grid, the pipeline and the dashboard, with nothing to set up."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gridwatch.config.pipeline import Pipeline, parse_pipeline
+from gridwatch.config.problems import ConfigProblems
+
+log = logging.getLogger(__name__)
+DEMO_FILE = "pipeline.yaml"
+
+
+def register(subparsers: Any) -> None:
+    """Add ``demo``."""
+    demo = subparsers.add_parser(
+        "demo",
+        help="run a simulated grid with the dashboard at http://127.0.0.1:8080",
+        description="Start simulated PanDA job traffic, XRootD transfers and EventIndex-like "
+        "modules, the pipeline with its time-series store and module statuses, and the "
+        "dashboard. Stop it with Ctrl-C.",
+    )
+    demo.add_argument(
+        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="dashboard address"
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the demo's data here (default: a temporary directory, removed at the end)",
+    )
+    demo.add_argument(
+        "--rate", type=float, default=None, help="generated grid records per second (200)"
+    )
+    demo.add_argument(
+        "--backfill-days",
+        type=float,
+        default=None,
+        help="days of EventIndex history made on the first start (30)",
+    )
+    demo.add_argument(
+        "--print-pipeline", action="store_true", help="print the demo's pipeline file and exit"
+    )
+    demo.set_defaults(handler=_demo)
+
+
+def demo_text() -> str:
+    """The demo's pipeline file, as shipped inside the package."""
+    return resources.files("gridwatch.demo").joinpath(DEMO_FILE).read_text()
+
+
+def demo_pipeline(rate: float | None = None, backfill_days: float | None = None) -> Pipeline:
+    """The demo's pipeline, with the command line's overrides applied."""
+    document = yaml.safe_load(demo_text())
+    if rate is not None:
+        document["sources"]["grid"]["rate_per_s"] = rate
+    if backfill_days is not None:
+        document["sources"]["eventindex"]["backfill_hours"] = backfill_days * 24
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return parse_pipeline(text, f"gridwatch.demo/{DEMO_FILE}", Path.cwd())
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gridwatch.runtime import Runtime
+
+    if args.print_pipeline:
+        sys.stdout.write(demo_text())
+        return 0
+    try:
+        pipeline = demo_pipeline(args.rate, args.backfill_days)
+    except ConfigProblems as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    temporary = args.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="gridwatch-demo-")) if temporary else args.data_dir
+    try:
+        runtime = Runtime(pipeline, data_dir, args.listen)
+        print(f"gridwatch demo: open http://{args.listen}/ (Ctrl-C stops)", file=sys.stderr)
+        asyncio.run(runtime.run())
+    finally:
+        if temporary:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    return 0

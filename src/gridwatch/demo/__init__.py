@@ -1,0 +1,1 @@
+"""The `gridwatch demo` pipeline, shipped as `pipeline.yaml` beside this file."""

@@ -56,9 +56,20 @@ class GridwatchProcess:
         env = dict(os.environ, PYTHONPATH=str(SRC))
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gridwatch", "run", str(self.pipeline),
-             "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "gridwatch",
+                "run",
+                str(self.pipeline),
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         log.close()
         if wait:

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gridwatch.components import JobConfig, register
 from gridwatch.jobs.aggregate import late_record
-from gridwatch.jobs.extract import Extraction, connect, quote, run_on_files, run_on_lines
+from gridwatch.jobs.extract import Extraction, check, connect, quote, run_on_files, run_on_lines
 from gridwatch.jobs.loop import StreamJob
 from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128
 
@@ -62,21 +62,27 @@ class AccountingConfig(JobConfig):
         10.0, ge=0, description="Checkpoint the map at most this often (it can be large)."
     )
 
+    @model_validator(mode="after")
+    def _check(self) -> AccountingConfig:
+        check(AccountingCore.extraction_of(self))
+        return self
+
 
 class AccountingCore:
     """The entity map and its snapshots; pure, shared with batch mode."""
 
     def __init__(self, config: AccountingConfig) -> None:
         self.config = config
-        self.extraction = self._extraction()
+        self.extraction = self.extraction_of(config)
         self.conn = connect()
         self.entities: dict[str, Entity] = {}
         self.clock: int | None = None
         self.final = set(config.final_states)
         self.interval_ms = config.snapshot_interval_s * 1000
 
-    def _extraction(self) -> Extraction:
-        cfg = self.config
+    @staticmethod
+    def extraction_of(cfg: AccountingConfig) -> Extraction:
+        """The SQL that turns envelopes into updates."""
         fields = dict(cfg.fields)
         known = set(fields) | set(cfg.derive) | {"_timestamp", "_producer", "_type", "_id"}
 
@@ -148,8 +154,8 @@ class AccountingCore:
                 and version // self.interval_ms > self.clock // self.interval_ms
             ):
                 boundary = (version // self.interval_ms) * self.interval_ms
-                snapshots += self.snapshot(boundary)
                 self.evict(boundary - horizon_ms)
+                snapshots += self.snapshot(boundary)
             if self.clock is None or version > self.clock:
                 self.clock = version
             known = self.entities.get(entity)

@@ -23,11 +23,12 @@ from gridwatch.jobs.bins import (
     parse_measure,
     partials,
 )
-from gridwatch.jobs.extract import Extraction, connect, quote, run_on_lines
+from gridwatch.jobs.extract import Extraction, check, connect, quote, run_on_lines
 from gridwatch.jobs.loop import StreamJob
 from gridwatch.jobs.windows import WindowState
 from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128
 
+MAX_BINS_PER_RECORD = 20_000
 DEFAULT_TYPES = {"key": "VARCHAR", "time": "BIGINT", "value": "DOUBLE"}
 
 
@@ -98,12 +99,18 @@ class AggregateConfig(JobConfig):
             parse_measure(name, text)
         if (self.start_field is None) != (self.end_field is None) and self.start_field is None:
             raise ValueError("end_field needs start_field")
+        if self.max_span_s / self.window_s > MAX_BINS_PER_RECORD:
+            raise ValueError(
+                f"max_span_s / window_s allows {self.max_span_s / self.window_s:.0f} bins per "
+                f"record (at most {MAX_BINS_PER_RECORD}): lower max_span_s"
+            )
         if self.spread and self.start_field is None:
             raise ValueError("spread needs start_field and end_field")
         summed = {parse_measure(n, t).field for n, t in self.aggregates.items()}
         missing = [name for name in self.spread if name not in summed]
         if missing:
             raise ValueError(f"spread fields {missing} have no sum(...) or mean(...) aggregate")
+        check(AggregateCore.extraction_of(self))
         return self
 
     def spec(self) -> AggSpec:
@@ -125,11 +132,13 @@ class AggregateCore:
     def __init__(self, config: AggregateConfig) -> None:
         self.config = config
         self.spec = config.spec()
-        self.extraction = self._extraction()
+        self.extraction = self.extraction_of(config)
         self.conn = connect()
 
-    def _extraction(self) -> Extraction:
-        cfg, spec = self.config, self.spec
+    @staticmethod
+    def extraction_of(cfg: AggregateConfig) -> Extraction:
+        """The SQL that turns envelopes into this job's columns."""
+        spec = cfg.spec()
         fields = dict(cfg.fields)
         known = set(fields) | set(cfg.derive) | {"_timestamp", "_producer", "_type", "_id"}
 

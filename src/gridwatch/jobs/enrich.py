@@ -30,7 +30,7 @@ class JoinConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     table: str = Field(description="Name of a table in `tables`.")
-    on: str = Field(description="The record's data field holding the key.")
+    field: str = Field(description="The record's data field holding the key.")
     columns: dict[str, str] = Field(
         description="Output field -> table column, e.g. {cloud: cloud, site_tier: tier}."
     )
@@ -63,20 +63,20 @@ def enrich(
     lookups: list[dict[str, dict[str, Any] | None]] = []
     for join in config.joins:
         table = tables.get(join.table, {})
-        keys = {str(r.data.get(join.on)) for r in records}
+        keys = {str(r.data.get(join.field)) for r in records}
         lookups.append({key: table.get(key) for key in keys})
     out: list[Record] = []
     for record in records:
         data = dict(record.data)
         unknown: list[str] = []
         for join, found in zip(config.joins, lookups, strict=True):
-            row = found[str(record.data.get(join.on))]
+            row = found[str(record.data.get(join.field))]
             if row is None:
                 unknown.append(join.table)
                 continue
-            for field, column in join.columns.items():
-                if config.overwrite or field not in data:
-                    data[field] = row.get(column)
+            for name, column in join.columns.items():
+                if config.overwrite or name not in data:
+                    data[name] = row.get(column)
         if unknown:
             data[config.unknown_field] = unknown
             missed += 1

@@ -107,6 +107,15 @@ def run_on_lines(
         conn.unregister("batch_lines")
 
 
+def check(extraction: Extraction) -> None:
+    """Compile the extraction on an empty batch; raise ValueError with DuckDB's message."""
+    try:
+        run_on_lines(connect(), extraction, [])
+    except duckdb.Error as exc:
+        message = str(exc).splitlines()[0]
+        raise ValueError(f"SQL in fields/derive/where: {message}") from None
+
+
 def file_source(paths: Sequence[str], json_column: str | None = None) -> str:
     """A relation over NDJSON files or Parquet files (their envelope JSON column)."""
     parquet = [p for p in paths if p.endswith(".parquet")]
@@ -140,5 +149,5 @@ def count_invalid(
 ) -> int:
     """Lines of the files that are not JSON at all (skipped by the extraction)."""
     query = f"SELECT count(*) FROM {file_source(paths, json_column)} WHERE NOT json_valid(line)"
-    row = conn.execute(query).fetchone()
-    return int(row[0]) if row else 0
+    rows = conn.sql(query).fetchall()
+    return int(rows[0][0]) if rows else 0

@@ -51,11 +51,11 @@ def spread(start_ms: I64, end_ms: I64, bin_ms: int) -> Pieces:
     """Cut each ``[start, end)`` (``end >= start`` required) into its bins."""
     if bin_ms <= 0:
         raise ValueError("bin_ms must be positive")
+    if np.any(end_ms < start_ms):
+        raise ValueError("every interval needs end >= start")
     first = start_ms // bin_ms
     last = np.where(end_ms > start_ms, (end_ms - 1) // bin_ms, first)
     counts = (last - first + 1).astype(np.int64)
-    if np.any(counts < 1):
-        raise ValueError("every interval needs end >= start")
     total = int(counts.sum())
     first_index = np.zeros(len(counts), dtype=np.int64)
     if len(counts):

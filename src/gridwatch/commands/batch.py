@@ -96,7 +96,7 @@ def _batch(args: argparse.Namespace) -> int:
             out.flush()
     print(
         f"{args.job}: {len(files)} files, {result.rows} records read, "
-        f"{len(result.rejected)} rejected, {result.invalid_lines} not JSON, "
+        f"{len(result.rejected)} rejected, "
         f"{len(result.records)} results in {time.monotonic() - started:.2f} s",
         file=sys.stderr,
     )

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from gridwatch.errors import ConfigurationError
 from gridwatch.jobs.bins import Acc, BinKey, merge_into, partials
-from gridwatch.jobs.extract import connect, count_invalid, file_source, run_on_files
+from gridwatch.jobs.extract import connect, file_source, run_on_files
 from gridwatch.jobs.windows import key_order
 from gridwatch.record import Record, decode_one
 
@@ -33,7 +33,6 @@ class BatchResult:
     records: list[Record] = field(default_factory=list)
     rows: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
-    invalid_lines: int = 0
 
 
 def input_files(paths: Sequence[Path]) -> list[str]:
@@ -84,7 +83,23 @@ def aggregate_batch(
     from gridwatch.jobs.aggregate import AggregateCore
 
     core = AggregateCore(config)
-    result = BatchResult(invalid_lines=count_invalid(core.conn, files, json_column))
+    result = BatchResult()
+    bins = aggregate_bins(core, files, from_ms, to_ms, result, json_column=json_column)
+    keys = sorted((k for k in bins if from_ms <= k[0] < to_ms), key=key_order)
+    result.records = [core.record(key, bins[key], 0) for key in keys]
+    return result
+
+
+def aggregate_bins(
+    core: Any,
+    files: Sequence[str],
+    from_ms: int,
+    to_ms: int,
+    result: BatchResult,
+    *,
+    json_column: str | None = None,
+) -> dict[BinKey, Acc]:
+    """The accumulators of every bin that records touching ``[from_ms, to_ms)`` fill."""
     bins: dict[BinKey, Acc] = {}
     for chunk in run_on_files(core.conn, core.extraction, files, json_column):
         columns, _, rejected = core.columns(pa.Table.from_batches([chunk]))
@@ -92,9 +107,7 @@ def aggregate_batch(
         result.rejected += rejected
         touching = np.flatnonzero((columns.end_ms >= from_ms) & (columns.start_ms < to_ms))
         merge_into(bins, partials(core.spec, columns.take(touching)))
-    keys = sorted((k for k in bins if from_ms <= k[0] < to_ms), key=key_order)
-    result.records = [core.record(key, bins[key], 0) for key in keys]
-    return result
+    return bins
 
 
 def rollup_batch(

@@ -18,6 +18,8 @@ In a bin, for a record with an interval:
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -216,13 +218,21 @@ def _group_codes(keys: list[pa.Array], rows: int) -> tuple[npt.NDArray[np.int64]
     return codes, dictionaries
 
 
-def _decode_group(code: int, dictionaries: list[list[Any]]) -> tuple[Any, ...]:
-    values = []
+def _decode_groups(
+    codes: npt.NDArray[np.int64], dictionaries: list[list[Any]]
+) -> list[tuple[Any, ...]]:
+    """The key tuples of group codes (the inverse of :func:`_group_codes`)."""
+    columns: list[list[Any]] = []
+    rest = codes
     for dictionary in dictionaries:
         size = max(1, len(dictionary))
-        values.append(dictionary[code % size] if dictionary else None)
-        code //= size
-    return tuple(values)
+        rest, index = np.divmod(rest, size)
+        columns.append(
+            [dictionary[i] for i in index.tolist()] if dictionary else [None] * len(codes)
+        )
+    if not columns:
+        return [()] * len(codes)
+    return list(zip(*columns, strict=True))
 
 
 def partials(spec: AggSpec, columns: Columns) -> dict[BinKey, Acc]:
@@ -238,26 +248,17 @@ def partials(spec: AggSpec, columns: Columns) -> dict[BinKey, Acc]:
     order = np.argsort(inverse, kind="stable")
     bounds = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
     cells = _Cells(order, bounds, inverse, len(unique))
-    accs = [Acc() for _ in range(len(unique))]
-    counts = cells.add(np.ones(len(pieces), dtype=np.int64))
-    active = cells.add(pieces.overlap_ms)
-    ended = cells.add(pieces.last.astype(np.int64))
-    for index, acc in enumerate(accs):
-        acc.count, acc.active_ms, acc.ended = (
-            int(counts[index]),
-            int(active[index]),
-            int(ended[index]),
-        )
+    counts = cells.add(np.ones(len(pieces), dtype=np.int64)).tolist()
+    active = cells.add(pieces.overlap_ms).tolist()
+    ended = cells.add(pieces.last.astype(np.int64)).tolist()
+    accs = [Acc(c, a, e) for c, a, e in zip(counts, active, ended, strict=True)]
     _fill_sums(spec, columns, pieces, cells, accs)
     _fill_ranges(spec, columns, pieces, cells, accs)
     _fill_sketches(spec, columns, pieces, inverse, accs)
-    result: dict[BinKey, Acc] = {}
-    for index, value in enumerate(unique.tolist()):
-        bin_index, code = divmod(value, groups)
-        result[((first_bin + bin_index) * spec.bin_ms, _decode_group(code, dictionaries))] = accs[
-            index
-        ]
-    return result
+    bin_index, code = np.divmod(unique, groups)
+    starts = ((first_bin + bin_index) * spec.bin_ms).tolist()
+    keys = _decode_groups(code, dictionaries)
+    return dict(zip(zip(starts, keys, strict=True), accs, strict=True))
 
 
 @dataclass
@@ -290,12 +291,12 @@ def _fill_sums(
         else:
             share = np.where(pieces.last, values[pieces.row], 0)
             present = pieces.last & valid[pieces.row]
-        sums = cells.add(share)
-        counts = cells.add(present.astype(np.int64))
-        for index, acc in enumerate(accs):
-            if counts[index]:
-                acc.sums[name] = int(sums[index])
-                acc.n[name] = int(counts[index])
+        sums = cells.add(share).tolist()
+        counts = cells.add(present.astype(np.int64)).tolist()
+        for acc, total, count in zip(accs, sums, counts, strict=True):
+            if count:
+                acc.sums[name] = total
+                acc.n[name] = count
 
 
 def _fill_ranges(
@@ -304,10 +305,10 @@ def _fill_ranges(
     for name in spec.ranged:
         values = np.where(pieces.last, columns.values[name][pieces.row], np.nan)
         lows, highs = cells.fmin(values).tolist(), cells.fmax(values).tolist()
-        for index, acc in enumerate(accs):
-            if lows[index] == lows[index]:  # not NaN: the cell has values
-                acc.mins[name] = lows[index]
-                acc.maxs[name] = highs[index]
+        for acc, low, high in zip(accs, lows, highs, strict=True):
+            if not math.isnan(low):  # the cell has values
+                acc.mins[name] = low
+                acc.maxs[name] = high
 
 
 _BUCKET_SPAN = 1 << 17
@@ -324,11 +325,13 @@ def _fill_sketches(
         unique, counts = np.unique(pairs, return_counts=True)
         cells, bucket = np.divmod(unique, _BUCKET_SPAN)
         bucket -= _BUCKET_SPAN // 2
-        for cell, index, count in zip(
-            cells.tolist(), bucket.tolist(), counts.tolist(), strict=True
-        ):
-            sketch = accs[cell].sketches.setdefault(name, Sketch())
-            sketch.counts[index] = sketch.counts.get(index, 0) + count
+        # Pairs are sorted by cell: build each cell's bucket map in one go.
+        cell_list, bucket_list, count_list = cells.tolist(), bucket.tolist(), counts.tolist()
+        edges = np.flatnonzero(np.r_[True, np.diff(cells) != 0, True]).tolist()
+        for lo, hi in itertools.pairwise(edges):
+            accs[cell_list[lo]].sketches[name] = Sketch(
+                dict(zip(bucket_list[lo:hi], count_list[lo:hi], strict=True))
+            )
 
 
 def merge_into(target: dict[BinKey, Acc], source: Mapping[BinKey, Acc]) -> set[BinKey]:

@@ -142,12 +142,3 @@ def run_on_files(
     """The extraction's columns over files, in chunks of about ``chunk_rows``."""
     relation = conn.sql(extraction.sql(file_source(paths, json_column)))
     yield from relation.to_arrow_reader(chunk_rows)
-
-
-def count_invalid(
-    conn: duckdb.DuckDBPyConnection, paths: Sequence[str], json_column: str | None = None
-) -> int:
-    """Lines of the files that are not JSON at all (skipped by the extraction)."""
-    query = f"SELECT count(*) FROM {file_source(paths, json_column)} WHERE NOT json_valid(line)"
-    rows = conn.sql(query).fetchall()
-    return int(rows[0][0]) if rows else 0

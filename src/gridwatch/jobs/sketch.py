@@ -54,20 +54,23 @@ def _value_order(index: int) -> tuple[int, int]:
 class Sketch:
     """Counts per bucket; mergeable, order-independent, JSON-serialisable."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("_order", "counts")
 
     def __init__(self, counts: dict[int, int] | None = None) -> None:
         self.counts: dict[int, int] = counts if counts is not None else {}
+        self._order: list[int] | None = None
 
     def add_buckets(self, indexes: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]) -> None:
         """Add ``counts[i]`` values to bucket ``indexes[i]``."""
         own = self.counts
+        self._order = None
         for index, count in zip(indexes.tolist(), counts.tolist(), strict=True):
             own[index] = own.get(index, 0) + count
 
     def merge(self, other: Sketch) -> None:
         """Add another sketch's values to this one."""
         own = self.counts
+        self._order = None
         for index, count in other.counts.items():
             own[index] = own.get(index, 0) + count
 
@@ -83,16 +86,18 @@ class Sketch:
             return None
         rank = q * (total - 1)
         seen = 0
-        ordered = sorted(self.counts, key=_value_order)
+        if self._order is None or len(self._order) != len(self.counts):
+            self._order = sorted(self.counts, key=_value_order)
+        ordered = self._order
         for index in ordered:
             seen += self.counts[index]
             if seen > rank:
                 return bucket_value(index)
         return bucket_value(ordered[-1])
 
-    def to_json(self) -> list[list[int]]:
+    def to_json(self) -> list[tuple[int, int]]:
         """Compact form: ``[[bucket, count], ...]`` sorted by bucket."""
-        return [[index, self.counts[index]] for index in sorted(self.counts)]
+        return sorted(self.counts.items())
 
     @classmethod
     def from_json(cls, value: Any) -> Sketch:

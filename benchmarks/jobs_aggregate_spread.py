@@ -168,7 +168,8 @@ def main() -> None:
             return
         spark_rate = args.records / spark_seconds
         print(
-            f"PySpark local[1]: {spark_seconds:.2f} s, {spark_rate:,.0f} records/s, {spark_bins} bins"
+            f"PySpark local[1]: {spark_seconds:.2f} s, {spark_rate:,.0f} records/s, "
+            f"{spark_bins} bins"
         )
         print(
             f"ratio gridwatch / PySpark: {rate / spark_rate:.1f}x (aggregation), "

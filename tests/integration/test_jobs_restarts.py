@@ -72,7 +72,7 @@ def latest_bins(path: Path) -> dict[str, dict[str, Any]]:
     return {rid: {k: v for k, v in d.items() if k != "revision"} for rid, d in best.items()}
 
 
-def batch(pipeline: Path, job: str, source: Path, start: int, end: int, out: Path) -> None:
+def batch(pipeline: Path, job: str, source: Path, span: tuple[int, int], out: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -83,9 +83,9 @@ def batch(pipeline: Path, job: str, source: Path, start: int, end: int, out: Pat
             "--pipeline",
             str(pipeline),
             "--from",
-            str(start),
+            str(span[0]),
             "--to",
-            str(end),
+            str(span[1]),
             "--input",
             str(source),
             "--output",
@@ -128,7 +128,7 @@ def test_shuffled_stream_with_sigkills_equals_batch(
     write_ndjson(source, [*records, sentinel])
     first_bin = min(r.data["start_time"] for r in records) // TEN_MIN * TEN_MIN
     last_bin = sentinel.timestamp // TEN_MIN * TEN_MIN
-    batch(pipeline, "stats_10m", source, first_bin, last_bin, tmp_path / "b10m.jsonl")
+    batch(pipeline, "stats_10m", source, (first_bin, last_bin), tmp_path / "b10m.jsonl")
     stream_file = tmp_path / "out" / "xrootd_agg_transfer_stats_10m.jsonl"
     revisions = [
         json.loads(line)["data"]["revision"] for line in stream_file.read_text().splitlines()
@@ -141,7 +141,7 @@ def test_shuffled_stream_with_sigkills_equals_batch(
     assert streamed == expected
 
     day = T0 // DAY * DAY  # the first day is complete: the data runs past midnight
-    batch(pipeline, "stats_1d", tmp_path / "b10m.jsonl", day, day + DAY, tmp_path / "b1d.jsonl")
+    batch(pipeline, "stats_1d", tmp_path / "b10m.jsonl", (day, day + DAY), tmp_path / "b1d.jsonl")
     daily = latest_bins(tmp_path / "out" / "xrootd_agg_transfer_stats_1d.jsonl")
     daily = {k: v for k, v in daily.items() if v["window_start"] == day}
     expected_daily = latest_bins(tmp_path / "b1d.jsonl")

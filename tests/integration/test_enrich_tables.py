@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,6 +108,7 @@ def test_sql_and_http_tables_with_refresh(
         conn.execute(f"INSERT INTO {queues_table} VALUES ('ANALY_BNL', 'BNL-ATLAS', 16)")
     codes["1099"] = {"text": "lost heartbeat"}
     job._pending().clear()
+    time.sleep(0.05)  # both tables are now due for their refresh
     job.tick()
     job.process("t", [job_row("ANALY_BNL", 1099)])
     ((_, _, lines),) = job.entries()

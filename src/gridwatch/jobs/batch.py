@@ -105,8 +105,10 @@ def aggregate_bins(
         columns, _, rejected = core.columns(pa.Table.from_batches([chunk]))
         result.rows += chunk.num_rows
         result.rejected += rejected
-        touching = np.flatnonzero((columns.end_ms >= from_ms) & (columns.start_ms < to_ms))
-        merge_into(bins, partials(core.spec, columns.take(touching)))
+        touching = (columns.end_ms >= from_ms) & (columns.start_ms < to_ms)
+        if not touching.all():
+            columns = columns.take(np.flatnonzero(touching))
+        merge_into(bins, partials(core.spec, columns))
     return bins
 
 

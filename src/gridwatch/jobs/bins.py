@@ -244,9 +244,13 @@ def partials(spec: AggSpec, columns: Columns) -> dict[BinKey, Acc]:
     groups = max(1, int(codes.max()) + 1)
     first_bin = int(pieces.bin_start.min()) // spec.bin_ms
     combined = (pieces.bin_start // spec.bin_ms - first_bin) * groups + codes[pieces.row]
-    unique, inverse = np.unique(combined, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+    # One sort gives the cells, their boundaries and each piece's cell.
+    order = np.argsort(combined, kind="stable")
+    ordered = combined[order]
+    bounds = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    unique = ordered[bounds]
+    inverse = np.empty(len(combined), dtype=np.intp)
+    inverse[order] = np.repeat(np.arange(len(bounds)), np.diff(np.r_[bounds, len(combined)]))
     cells = _Cells(order, bounds, inverse, len(unique))
     counts = cells.add(np.ones(len(pieces), dtype=np.int64)).tolist()
     active = cells.add(pieces.overlap_ms).tolist()

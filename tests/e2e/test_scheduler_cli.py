@@ -82,6 +82,7 @@ def test_schedule_runs_with_the_pipeline_and_reloads(
     assert set(lines) == {"eventindex", "report"}
     assert lines["eventindex"].split()[1] == "task"
 
+    wait_for(lambda: "succeeded" in gridwatch("tasks", *url, "runs", "eventindex").stdout)
     logs = gridwatch("tasks", *url, "logs", "eventindex")
     assert logs.stdout == "polling CERN-PROD\n"
     report_logs = gridwatch("tasks", *url, "logs", "report").stdout

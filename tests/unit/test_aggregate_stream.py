@@ -1,0 +1,184 @@
+"""The aggregate job's stream logic: watermark, revisions, corrections, derived fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridwatch.bus import SqliteBus
+from gridwatch.components import Context
+from gridwatch.config import load_pipeline
+from gridwatch.jobs.aggregate import AggregateConfig, AggregateCore, AggregateJob
+from gridwatch.metrics import Metrics
+from gridwatch.record import EnvelopeDecoder, Record, decode_lines, encode, record_id
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "xrootd-transfers.yaml"
+MIN = 60_000
+T0 = 1_714_600_800_000  # a multiple of 10 minutes
+
+
+def transfer(start: int, end: int | None, size: int, **extra: Any) -> bytes:
+    data = {"start_time": start, "end_time": end, "bytes": size, "site": "CERN", **extra}
+    stamp = end if end is not None else start
+    return encode(
+        Record(
+            "xrootd", "transfers", stamp, record_id("xrootd", "transfers", stamp, data), data=data
+        )
+    )
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> AggregateJob:
+    config = AggregateConfig(
+        inputs=["feed"],
+        producer="xrootd",
+        output_type="stats",
+        window_s=600,
+        fields={"bytes": "BIGINT", "start_time": "BIGINT", "end_time": "BIGINT"},
+        start_field="start_time",
+        end_field="end_time",
+        group_by=["site"],
+        aggregates={"bytes": "sum(bytes)"},
+        spread=["bytes"],
+        allowed_lateness_s=1200,
+    )
+    bus = SqliteBus(tmp_path / "bus.db")
+    context = Context(tmp_path, Metrics(), bus, EnvelopeDecoder())
+    aggregate = AggregateJob("stats", config, context)
+    aggregate.restore(None)
+    return aggregate
+
+
+def published(job: AggregateJob) -> dict[str, list[Record]]:
+    job.flush()
+    out: dict[str, list[Record]] = {}
+    for topic, _, lines in job.entries():
+        out.setdefault(topic, []).extend(decode_lines(list(lines)))
+    job._pending().clear()
+    return out
+
+
+def test_bins_close_with_the_watermark_and_late_records_revise_them(job: AggregateJob) -> None:
+    job.process("t", [transfer(T0 + 5 * MIN, T0 + 15 * MIN, 1000)])
+    first = published(job)["xrootd_agg_stats"]
+    # The watermark is at the record's end (T0 + 15 min): only the first bin is closed.
+    assert [(r.data["window_start"], r.data["bytes"], r.data["revision"]) for r in first] == [
+        (T0, 500, 1)
+    ]
+    assert first[0].data["active"] == 0.5 and first[0].data["ended"] == 0
+    job.process("t", [transfer(T0 + 20 * MIN, T0 + 31 * MIN, 11)])
+    second = published(job)["xrootd_agg_stats"]
+    assert [(r.data["window_start"], r.data["bytes"], r.data["revision"]) for r in second] == [
+        (T0 + 10 * MIN, 500, 1),
+        (T0 + 20 * MIN, 10, 1),
+    ]
+    # A late record into the closed bin [10, 20) min (the horizon is 31 - 20 = 11 min): same
+    # _id, revision 2, counted as late.
+    job.process("t", [transfer(T0 + 12 * MIN, T0 + 13 * MIN, 7)])
+    third = published(job)["xrootd_agg_stats"]
+    assert [(r.data["window_start"], r.data["bytes"], r.data["revision"]) for r in third] == [
+        (T0 + 10 * MIN, 507, 2)
+    ]
+    assert third[0].id == second[0].id
+    assert job.context.metrics.value("stats", "late") == 1
+
+
+def test_records_past_the_allowed_lateness_go_to_the_correction_topic(job: AggregateJob) -> None:
+    job.process("t", [transfer(T0 + 60 * MIN, T0 + 61 * MIN, 5)])
+    published(job)
+    # Horizon: 61 min - 20 min lateness = 41 min; a record starting in the bin [30, 40) is
+    # too late, even if it ends in an open bin: nothing of it is applied.
+    late = transfer(T0 + 35 * MIN, T0 + 62 * MIN, 99)
+    job.process("t", [late])
+    out = published(job)
+    corrections = out["xrootd_raw_stats_late"]
+    assert [c.data["record"]["data"]["bytes"] for c in corrections] == [99]
+    assert "allowed_lateness_s=1200" in corrections[0].data["reason"]
+    assert "xrootd_agg_stats" not in out
+    assert job.context.metrics.value("stats", "too_late") == 1
+
+
+def test_bad_intervals_are_dead_letters_and_open_ones_end_at_the_timestamp(
+    job: AggregateJob,
+) -> None:
+    backwards = transfer(T0 + 5 * MIN, T0 + 1 * MIN, 3)
+    open_ended = transfer(T0 + 2 * MIN, None, 40)
+    job.process("t", [backwards, open_ended, transfer(T0 + 30 * MIN, T0 + 30 * MIN, 0)])
+    out = published(job)
+    dead = out["gridwatch_raw_deadletter"]
+    assert [d.data["reason"] for d in dead] == ["stats: interval ends before it starts"]
+    # The open interval [2 min, timestamp = 2 min) is zero-length: all 40 bytes in bin 0.
+    bins = {r.data["window_start"]: r.data for r in out["xrootd_agg_stats"]}
+    assert bins[T0]["bytes"] == 40 and bins[T0]["active_time_ms"] == 0
+
+
+def test_checkpoint_round_trip_keeps_open_bins(job: AggregateJob, tmp_path: Path) -> None:
+    job.process("t", [transfer(T0 + 5 * MIN, T0 + 15 * MIN, 1000)])
+    published(job)
+    state = job.checkpoint()
+    again = AggregateJob("stats", job.config, job.context)
+    again.restore(state)
+    again.process("t", [transfer(T0 + 25 * MIN, T0 + 26 * MIN, 1)])
+    bins = {r.data["window_start"]: r.data["bytes"] for r in published(again)["xrootd_agg_stats"]}
+    assert bins == {T0 + 10 * MIN: 500}
+
+
+def example_keys(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    config = load_pipeline(EXAMPLE).components["stats_10m"].config
+    core = AggregateCore(config)
+    lines = [transfer(T0, T0 + MIN, 0, **row) for row in rows]
+    columns, _, rejected = core.on_lines(lines)
+    assert rejected == []
+    return list(zip(*(k.to_pylist() for k in columns.keys), strict=True))
+
+
+def test_seed_001_derived_fields() -> None:
+    keys = example_keys(
+        [
+            # read at CERN from CERN: local, a whole file
+            {
+                "client_domain": "cern.ch",
+                "server_domain": "cern.ch",
+                "user_protocol": "root",
+                "read_bytes": 10,
+                "written_bytes": 0,
+                "file_size": 10,
+            },
+            # written from BNL to CERN: remote, partial
+            {
+                "client_domain": "bnl.gov",
+                "server_domain": "cern.ch",
+                "user_protocol": "root",
+                "write_bytes_at_close": 4,
+                "read_bytes_at_close": 0,
+                "file_size": 10,
+            },
+            # read by KIT from CERN: data flows server -> client
+            {
+                "client_domain": "kit.edu",
+                "server_domain": "cern.ch",
+                "user_protocol": "https",
+                "read_bytes": 7,
+                "written_bytes": 0,
+                "file_size": 7,
+            },
+            # opened and closed without moving data
+            {
+                "client_domain": "kit.edu",
+                "server_domain": "cern.ch",
+                "user_protocol": "https",
+                "read_bytes": 0,
+                "written_bytes": 0,
+                "file_size": 7,
+            },
+        ]
+    )
+    # (src_domain, dst_domain, user_protocol, is_remote_access, is_transfer, activity)
+    assert keys == [
+        ("cern.ch", "cern.ch", "root", 0, 1, "r"),
+        ("bnl.gov", "cern.ch", "root", 1, 0, "w"),
+        ("cern.ch", "kit.edu", "https", 1, 1, "r"),
+        ("cern.ch", "kit.edu", "https", 1, 0, "u"),
+    ]

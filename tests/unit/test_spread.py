@@ -1,0 +1,157 @@
+"""Spreading intervals over bins: exact apportioning, properties and edge cases."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gridwatch.jobs.bins import AggSpec, Columns, Measure, partials
+from gridwatch.jobs.spread import apportion, spread
+
+BIN = 600_000
+
+
+def arr(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def test_one_interval_over_three_bins_largest_remainder() -> None:
+    # 100 units over [5 min, 25 min): overlaps 5, 10, 5 minutes -> exact shares 25, 50, 25.
+    pieces = spread(arr([300_000]), arr([1_500_000]), BIN)
+    assert pieces.bin_start.tolist() == [0, 600_000, 1_200_000]
+    assert pieces.overlap_ms.tolist() == [300_000, 600_000, 300_000]
+    assert apportion(arr([100]), pieces).tolist() == [25, 50, 25]
+    # 10 units: exact 2.5, 5, 2.5 -> floors 2, 5, 2, one unit left; equal remainders, the
+    # earlier bin wins.
+    assert apportion(arr([10]), pieces).tolist() == [3, 5, 2]
+    assert pieces.last.tolist() == [False, False, True]
+
+
+def test_zero_length_interval_is_one_piece_with_everything() -> None:
+    pieces = spread(arr([BIN]), arr([BIN]), BIN)
+    assert pieces.bin_start.tolist() == [BIN]
+    assert pieces.overlap_ms.tolist() == [0]
+    assert apportion(arr([7]), pieces).tolist() == [7]
+
+
+def test_end_is_exclusive() -> None:
+    pieces = spread(arr([0]), arr([BIN]), BIN)
+    assert pieces.bin_start.tolist() == [0]
+    assert pieces.overlap_ms.tolist() == [BIN]
+
+
+def test_negative_totals_keep_their_sign_and_huge_totals_do_not_overflow() -> None:
+    pieces = spread(arr([0, 0]), arr([3 * BIN, 7 * 86_400_000]), BIN)
+    shares = apportion(arr([-10, 2**61]), pieces)
+    first = shares[pieces.row == 0]
+    assert first.tolist() == [-4, -3, -3]
+    assert int(shares[pieces.row == 1].astype(object).sum()) == 2**61
+
+
+def test_backwards_interval_is_an_error() -> None:
+    with pytest.raises(ValueError, match="end >= start"):
+        spread(arr([10]), arr([5]), BIN)
+
+
+intervals = st.lists(
+    st.tuples(
+        st.integers(0, 10 * 86_400_000),  # start
+        st.integers(0, 3 * 86_400_000),  # duration
+        st.integers(0, 10**15),  # total
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(intervals, st.sampled_from([60_000, 600_000, 3_600_000, 86_400_000]))
+def test_pieces_add_up_to_the_total_and_are_never_negative(
+    rows: list[tuple[int, int, int]], bin_ms: int
+) -> None:
+    start = arr([r[0] for r in rows])
+    end = start + arr([r[1] for r in rows])
+    totals = arr([r[2] for r in rows])
+    pieces = spread(start, end, bin_ms)
+    shares = apportion(totals, pieces)
+    assert (shares >= 0).all()
+    per_row = np.zeros(len(rows), dtype=object)
+    np.add.at(per_row, pieces.row, shares.astype(object))
+    assert per_row.tolist() == totals.tolist()
+    # Overlaps cover the interval exactly, and each share is within one unit of exact.
+    overlap = np.zeros(len(rows), dtype=np.int64)
+    np.add.at(overlap, pieces.row, pieces.overlap_ms)
+    assert overlap.tolist() == (end - start).tolist()
+    duration = (end - start)[pieces.row]
+    exact = [
+        t * o / d if d else t
+        for t, o, d in zip(
+            totals[pieces.row].tolist(), pieces.overlap_ms.tolist(), duration.tolist(), strict=True
+        )
+    ]
+    assert all(abs(s - e) < 1 + 1e-6 * e for s, e in zip(shares.tolist(), exact, strict=True))
+
+
+def _columns(rows: list[tuple[int, int, int, str]]) -> Columns:
+    return Columns(
+        arr([r[0] for r in rows]),
+        arr([r[0] + r[1] for r in rows]),
+        [pa.array([r[3] for r in rows])],
+        {"bytes": (arr([r[2] for r in rows]), np.ones(len(rows), dtype=bool))},
+        {"bytes": np.array([float(r[2]) for r in rows])},
+    )
+
+
+SPEC = AggSpec(
+    bin_ms=BIN,
+    keys=("site",),
+    measures=(
+        Measure("bytes", "sum", "bytes"),
+        Measure("top", "max", "bytes"),
+        Measure("p50", "quantile", "bytes", 0.5),
+    ),
+    spread=frozenset({"bytes"}),
+    intervals=True,
+)
+keyed = st.lists(
+    st.tuples(
+        st.integers(0, 86_400_000),
+        st.integers(0, 7_200_000),
+        st.integers(0, 10**12),
+        st.sampled_from(["a", "b", "c"]),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(keyed, st.randoms(use_true_random=False))
+def test_order_and_batching_do_not_change_bins(
+    rows: list[tuple[int, int, int, str]], rnd: random.Random
+) -> None:
+    whole = partials(SPEC, _columns(rows))
+    shuffled = rows[:]
+    rnd.shuffle(shuffled)
+    cut = rnd.randrange(len(shuffled) + 1)
+    merged: dict = {}
+    for part in (shuffled[:cut], shuffled[cut:]):
+        if part:
+            for key, acc in partials(SPEC, _columns(part)).items():
+                if key in merged:
+                    merged[key].merge(acc)
+                else:
+                    merged[key] = acc
+    assert {k: v.to_json() for k, v in merged.items()} == {k: v.to_json() for k, v in whole.items()}
+    # Re-running gives the same output, and bins add up to the totals.
+    assert {k: v.to_json() for k, v in partials(SPEC, _columns(rows)).items()} == {
+        k: v.to_json() for k, v in whole.items()
+    }
+    assert sum(acc.sums.get("bytes", 0) for acc in whole.values()) == sum(r[2] for r in rows)
+    assert sum(acc.active_ms for acc in whole.values()) == sum(r[1] for r in rows)
+    assert sum(acc.ended for acc in whole.values()) == len(rows)

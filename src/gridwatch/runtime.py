@@ -97,7 +97,18 @@ class Runtime:
         }
 
     def stop(self) -> None:
-        """Ask everything to finish its current batch, commit and return."""
+        """Ask everything to finish its current batch, commit and return.
+
+        A second call (a second Ctrl-C) cuts the sinks' drain short.
+        """
+        if self._sources_stop.is_set():
+            log.info("stopping without waiting for the sinks to catch up")
+            self._drain_deadline = 0.0
+        else:
+            log.info(
+                "stopping: sinks write what the bus holds for up to %g s (again: now)",
+                self.pipeline.bus.drain_timeout_s,
+            )
         self._sources_stop.set()
 
     async def run(self) -> None:

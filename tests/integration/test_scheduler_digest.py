@@ -37,7 +37,8 @@ def test_digest_lists_failed_and_flapping(tmp_path: Path) -> None:
     schedule = {
         "tasks": {
             "monthly-report": {
-                "schedule": f"R2/{soon(0.2)}/PT0.3S",
+                # Slots far enough apart that a loaded machine cannot make them overlap.
+                "schedule": f"R2/{soon(0.5)}/PT2S",
                 "command": ["sh", "-c", "echo LSF down >&2; exit 4"],
             },
             "healthy": {"schedule": f"R2/{soon(0.2)}/PT0.3S", "command": ["true"]},
@@ -62,8 +63,8 @@ def test_digest_lists_failed_and_flapping(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with running(scheduler):
-            await until(lambda: len(finished(scheduler, "monthly-report")) == 2, 10)
-            await until(lambda: scheduler.describe()["services"][0]["state"] == "failed", 10)
+            await until(lambda: len(finished(scheduler, "monthly-report")) == 2, 30)
+            await until(lambda: scheduler.describe()["services"][0]["state"] == "failed", 30)
             assert await scheduler.send_digest(1_000)
             assert not await scheduler.send_digest(1_000)  # one mail per slot, ever
 

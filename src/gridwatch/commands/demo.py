@@ -9,7 +9,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,9 @@ import yaml
 
 from gridwatch.config.pipeline import Pipeline, parse_pipeline
 from gridwatch.config.problems import ConfigProblems
-from gridwatch.sim.panda import PandaSimulator
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "pipeline.yaml"
-PANDA_RATE = 5.0  # new jobs per second, as the pipeline's panda_db service runs it
-PANDA_HISTORY_S = 600.0
-PANDA_HISTORY_STEP_S = 20
 
 
 def register(subparsers: Any) -> None:
@@ -76,20 +71,6 @@ def demo_pipeline(rate: float | None = None, backfill_days: float | None = None)
     return parse_pipeline(text, f"gridwatch.demo/{DEMO_FILE}", Path.cwd())
 
 
-def prepare_panda_db(url: str, history_s: float = PANDA_HISTORY_S) -> None:
-    """Create the job database with recent history, before the reader's first query.
-
-    The simulator service then carries on from the jobs left in flight.
-    """
-    sim = PandaSimulator(url, rate_per_s=PANDA_RATE, dwell_min_s=2, dwell_max_s=40)
-    sim.create()
-    if not sim.jobs:  # a new database: make the last minutes of traffic
-        now = time.time()
-        for ago in range(int(history_s), -1, -PANDA_HISTORY_STEP_S):
-            sim.step(now - ago)
-    sim.close()
-
-
 def _demo(args: argparse.Namespace) -> int:
     from gridwatch.runtime import Runtime
 
@@ -103,7 +84,11 @@ def _demo(args: argparse.Namespace) -> int:
     os.environ["GRIDWATCH_PYTHON"] = sys.executable
     try:
         pipeline = demo_pipeline(args.rate, args.backfill_days)
-        prepare_panda_db(f"sqlite:///{data_dir.resolve()}/panda.db")
+        # The job database's tables exist before the reader's first query; the simulator
+        # service fills in recent history and then carries on live.
+        from gridwatch.sim.panda import PandaSimulator
+
+        PandaSimulator(f"sqlite:///{data_dir.resolve()}/panda.db").create()
         runtime = Runtime(pipeline, data_dir, args.listen)
         print(f"gridwatch demo: open http://{args.listen}/ (Ctrl-C stops)", file=sys.stderr)
         asyncio.run(runtime.run())

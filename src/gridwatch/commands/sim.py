@@ -6,7 +6,10 @@ import argparse
 import logging
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gridwatch.sim.panda import PandaSimulator
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,23 @@ def register(subparsers: Any) -> None:
         "--duration-s", type=float, default=None, help="stop after this long (default: never)"
     )
     panda.add_argument("--drop", action="store_true", help="drop existing tables first")
+    panda.add_argument(
+        "--history-s",
+        type=float,
+        default=0.0,
+        help="on a new database, first make this many seconds of past traffic (default 0)",
+    )
     panda.set_defaults(handler=_panda)
 
 
+def make_history(sim: PandaSimulator, history_s: float, step_s: int = 20) -> int:
+    """Simulate the last ``history_s`` seconds in steps; return the row versions written."""
+    now = time.time()
+    return sum(sim.step(now - ago) for ago in range(int(history_s), 0, -step_s))
+
+
 def _panda(args: argparse.Namespace) -> int:
-    from gridwatch.sim.panda import PandaSimulator
+    from gridwatch.sim.panda import PandaSimulator  # SQLAlchemy loads only when needed
 
     if args.dwell_min_s < 1 or args.dwell_max_s < args.dwell_min_s:
         log.error("need 1 <= --dwell-min-s <= --dwell-max-s")
@@ -64,6 +79,7 @@ def _panda(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     stopping = False
+    written = 0
 
     def stop(_signum: int, _frame: Any) -> None:
         nonlocal stopping
@@ -72,9 +88,10 @@ def _panda(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     sim.create(drop=args.drop)
+    if args.history_s > 0 and not sim.jobs:
+        written += make_history(sim, args.history_s)
     log.info("simulating PanDA at %s: %.2f new jobs/s", args.url, args.rate)
     started = time.monotonic()
-    written = 0
     last_report = started
     try:
         while not stopping:

@@ -82,3 +82,16 @@ def test_schema_version_and_help() -> None:
     for command in ("run", "validate", "schema"):
         assert command in help_text
     assert "--data-dir" in gridwatch("run", "--help").stdout
+
+
+def test_the_readme_pipeline_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"## A pipeline file\n\n```yaml\n(.*?)```", readme, re.S)
+    assert match, "the README lost its pipeline example"
+    text = match.group(1).replace("/etc/gridwatch/panda-db.secret", "panda-db.secret")
+    (tmp_path / "p.yaml").write_text(text)
+    (tmp_path / "panda-db.secret").write_text("secret\n")
+    shutil.copy(ROOT / "examples" / "panda.query", tmp_path / "panda.query")
+    monkeypatch.setenv("EI_TOKEN", "token")
+    result = gridwatch("validate", str(tmp_path / "p.yaml"))
+    assert result.returncode == 0, result.stderr

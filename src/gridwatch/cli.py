@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from gridwatch import __version__, commands
+from gridwatch.config.problems import ConfigProblems
 from gridwatch.errors import GridwatchError
 
 
@@ -48,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         status: int = handler(args)
+    except ConfigProblems as exc:  # every problem of a pipeline file, one per line
+        print(exc, file=sys.stderr)
+        return 1
     except GridwatchError as exc:
         print(f"gridwatch: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from gridwatch.config import load_pipeline
-from gridwatch.config.problems import ConfigProblems
 from gridwatch.errors import ConfigurationError
 from gridwatch.record import RecordError, encode, to_epoch_ms
 
@@ -61,11 +60,7 @@ def register(subparsers: Any) -> None:
 def _batch(args: argparse.Namespace) -> int:
     from gridwatch.jobs.batch import archive_files, input_files, run_batch
 
-    try:
-        pipeline = load_pipeline(args.pipeline)
-    except ConfigProblems as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    pipeline = load_pipeline(args.pipeline)
     spec = pipeline.components.get(args.job)
     if spec is None or spec.kind != "job":
         jobs = ", ".join(s.id for s in pipeline.of_kind("job")) or "none"

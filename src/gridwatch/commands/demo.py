@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from gridwatch.config.pipeline import Pipeline, parse_pipeline
-from gridwatch.config.problems import ConfigProblems
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "pipeline.yaml"
@@ -92,9 +91,6 @@ def _demo(args: argparse.Namespace) -> int:
         runtime = Runtime(pipeline, data_dir, args.listen)
         print(f"gridwatch demo: open http://{args.listen}/ (Ctrl-C stops)", file=sys.stderr)
         asyncio.run(runtime.run())
-    except ConfigProblems as exc:
-        print(exc, file=sys.stderr)
-        return 1
     finally:
         if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)

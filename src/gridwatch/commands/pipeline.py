@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from gridwatch.config import load_pipeline, pipeline_schema
-from gridwatch.config.problems import ConfigProblems
 
 
 def register(subparsers: Any) -> None:
@@ -58,22 +57,13 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from gridwatch.runtime import Runtime
 
-    try:
-        pipeline = load_pipeline(args.file)
-    except ConfigProblems as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    runtime = Runtime(pipeline, args.data_dir, args.listen)
+    runtime = Runtime(load_pipeline(args.file), args.data_dir, args.listen)
     asyncio.run(runtime.run())
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    try:
-        pipeline = load_pipeline(args.file)
-    except ConfigProblems as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    pipeline = load_pipeline(args.file)
     kinds = ", ".join(
         f"{len(pipeline.of_kind(k))} {k}s" for k in ("source", "transform", "sink", "job")
     )

@@ -164,6 +164,12 @@ class Transform(Component):
         """Return the records to pass on (fewer, more, or changed)."""
         raise NotImplementedError
 
+    def commit(self) -> None:
+        """What the last :meth:`process` calls passed on is now durable on the bus."""
+
+    def rollback(self) -> None:
+        """What the last :meth:`process` calls passed on never reached the bus: forget it."""
+
     def close(self) -> None:
         """Persist state and release resources."""
 

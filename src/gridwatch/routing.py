@@ -4,10 +4,12 @@ records of every published component by topic."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Collection, Mapping
+from typing import Any
 
-from gridwatch.bus.base import Entry
+from gridwatch.bus.base import Bus, Entry
 from gridwatch.components import Transform
 from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.deadletter import dead_letter
@@ -38,25 +40,53 @@ class Router:
                 self.children[upstream].append(transform_id)
         self.published = set(published)
         self.metrics = metrics
+        self.lock = threading.Lock()
 
-    def route(self, origin: str, records: list[Record]) -> list[Entry]:
-        """Bus entries for the records that ``origin`` produced, including dead letters."""
-        entries: list[Entry] = []
-        dead: list[bytes] = []
-        self._flow(origin, records, entries, dead)
-        if dead:
-            entries.append((DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead))
-        return entries
+    def append(
+        self,
+        bus: Bus,
+        origin: str,
+        records: list[Record],
+        extra: list[Entry],
+        position: tuple[str, Any] | None,
+    ) -> None:
+        """Route ``origin``'s records and append them (with ``extra`` entries and the source's
+        position) in one step, then tell the transforms whether their output is durable.
+
+        Batches pass one at a time, so a stateful transform (``dedup``) always knows which of
+        its decisions reached the bus.
+        """
+        with self.lock:
+            entries: list[Entry] = []
+            dead: list[bytes] = []
+            touched: list[Transform] = []
+            self._flow(origin, records, entries, dead, touched)
+            if dead:
+                entries.append((DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead))
+            try:
+                bus.append(entries + extra, position)
+            except BaseException:
+                for transform in touched:
+                    transform.rollback()
+                raise
+            for transform in touched:
+                transform.commit()
 
     def _flow(
-        self, node: str, records: list[Record], entries: list[Entry], dead: list[bytes]
+        self,
+        node: str,
+        records: list[Record],
+        entries: list[Entry],
+        dead: list[bytes],
+        touched: list[Transform],
     ) -> None:
         if not records:
             return
         if node in self.published:
             entries.extend(by_topic(node, records))
         for child in self.children.get(node, ()):
-            self._flow(child, self._apply(child, records, dead), entries, dead)
+            touched.append(self.transforms[child])
+            self._flow(child, self._apply(child, records, dead), entries, dead, touched)
 
     def _apply(self, transform_id: str, records: list[Record], dead: list[bytes]) -> list[Record]:
         transform = self.transforms[transform_id]

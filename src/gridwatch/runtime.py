@@ -19,7 +19,7 @@ from typing import Any
 
 from gridwatch.api.dashboard import mount_dashboard
 from gridwatch.api.server import Server
-from gridwatch.bus import SqliteBus
+from gridwatch.bus import Entry, SqliteBus
 from gridwatch.components import (
     Batch,
     Component,
@@ -245,10 +245,8 @@ class Runtime:
             batch.acked.set_result(None)
 
     def _append(self, source_id: str, batch: SourceBatch, dead: list[bytes], position: Any) -> None:
-        entries = self.router.route(source_id, batch.records)
-        if dead:
-            entries.append((DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead))
-        self.bus.append(entries, position)
+        extra: list[Entry] = [(DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead)] if dead else []
+        self.router.append(self.bus, source_id, batch.records, extra, position)
 
     # -- sinks ---------------------------------------------------------------------------
 

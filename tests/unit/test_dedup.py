@@ -63,6 +63,7 @@ def test_envelope_fields_take_part_when_chosen(context: Context) -> None:
 def test_window_survives_restart(context: Context) -> None:
     first = dedup(context, window_records=1000)
     assert len(first.process([rec({"n": n}) for n in range(500)])) == 500
+    first.commit()
     first.close()
     second = dedup(context, window_records=1000)
     out = second.process([rec({"n": n}) for n in range(490, 510)])
@@ -71,10 +72,36 @@ def test_window_survives_restart(context: Context) -> None:
     assert len(smaller.window.hashes) == 10, "a shrunk window keeps the newest hashes"
 
 
-def test_checkpoint_holds_only_batches_before_the_current_one(context: Context) -> None:
+def test_checkpoint_holds_only_committed_batches(context: Context) -> None:
     t = dedup(context, checkpoint_interval_s=0)
     t.process([rec({"n": 1})])
-    t.process([rec({"n": 2})])  # saves the window as it was before this batch
+    t.commit()  # the runtime: this batch is on the bus
+    t.process([rec({"n": 2})])
     reloaded = Window(100)
     reloaded.load(t.path.read_bytes())
     assert len(reloaded.hashes) == 1
+
+
+def test_a_batch_that_never_reached_the_bus_is_forgotten(context: Context) -> None:
+    t = dedup(context)
+    assert len(t.process([rec({"n": 1})])) == 1
+    t.commit()
+    assert len(t.process([rec({"n": 2}), rec({"n": 1})])) == 1
+    t.rollback()  # the append failed: the sender will retry
+    retried = t.process([rec({"n": 2}), rec({"n": 1})])
+    assert [r.data["n"] for r in retried] == [2]
+
+
+def test_the_router_rolls_back_when_the_bus_refuses_a_batch(context: Context) -> None:
+    from gridwatch.routing import Router
+
+    t = dedup(context)
+    router = Router({"dd": t}, {"dd": ["src"]}, ["dd"], context.metrics)
+    bus = context.bus
+    unstorable_position = ("src", object())  # not JSON: the real append fails and rolls back
+    with pytest.raises(TypeError):
+        router.append(bus, "src", [rec({"n": 1})], [], unstorable_position)
+    assert bus.topics() == {}
+    router.append(bus, "src", [rec({"n": 1})], [], ("src", {"next": 1}))  # the retry
+    (piece,) = bus.read("panda_raw_jobs", 0, 10)
+    assert len(piece.lines) == 1 and piece.origin == "dd"

@@ -6,10 +6,13 @@ that XORs key and value hashes, so ``{"foo": "bar"}`` and ``{"bar": "foo"}`` col
 hash is 128-bit BLAKE2b over canonical JSON (sorted keys, every key and value encoded in place),
 so key order does not matter but which string is the key and which the value does.
 
-The window is saved in ``state_dir`` (every ``checkpoint_interval_s`` and on a clean stop) and
-loaded at start, so a restart does not let the duplicates of a collector's replay through.
-After a crash the window is the last saved one: a duplicate may then pass (at-least-once, and
-sinks overwrite by ``_id``), but a record is never dropped for a hash the bus never stored.
+The runtime tells the transform whether each batch reached the bus (``commit``) or not
+(``rollback``): the hashes of a batch that failed to append are forgotten, so a sender's retry
+is not mistaken for a duplicate. The window is saved in ``state_dir`` after commits (every
+``checkpoint_interval_s`` and on a clean stop) and loaded at start, so a restart does not let
+the duplicates of a collector's replay through. After a crash the window is the last saved
+one: a duplicate may then pass (at-least-once, and sinks overwrite by ``_id``), but a record is
+never dropped for a hash the bus never stored.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class Dedup(Transform):
             log.info("%s: loaded %d hashes", self.id, len(self.window.hashes))
         self.saved_at = time.monotonic()
         self.dirty = False
+        self.uncommitted: list[bytes] = []  # hashes of kept records not yet on the bus
         self.lock = threading.Lock()
 
     def process(self, records: list[Record]) -> list[Record]:
@@ -114,19 +118,30 @@ class Dedup(Transform):
         payload = self.config.payload
         digests = [record_digest(r, fields, payload) for r in records]
         with self.lock:
-            # Save before taking this batch in: the runtime appends a source's batches one
-            # after another, so the saved window only holds records already on the bus and
-            # a crash can never make a retried, never-stored record look like a duplicate.
-            if self.dirty and time.monotonic() - self.saved_at >= self.config.checkpoint_interval_s:
-                self.save()
             add = self.window.add
-            kept = [r for r, d in zip(records, digests, strict=True) if add(d)]
-            self.dirty = True
+            kept = []
+            for record, digest in zip(records, digests, strict=True):
+                if add(digest):
+                    kept.append(record)
+                    self.uncommitted.append(digest)
         dropped = len(records) - len(kept)
         if dropped:
             self.context.metrics.inc(self.id, "dropped", dropped)
             log.debug("%s: dropped %d duplicates", self.id, dropped)
         return kept
+
+    def commit(self) -> None:
+        with self.lock:
+            self.dirty = self.dirty or bool(self.uncommitted)
+            self.uncommitted.clear()
+            if self.dirty and time.monotonic() - self.saved_at >= self.config.checkpoint_interval_s:
+                self.save()
+
+    def rollback(self) -> None:
+        with self.lock:
+            for digest in self.uncommitted:
+                self.window.hashes.pop(digest, None)
+            self.uncommitted.clear()
 
     def save(self) -> None:
         """Write the window atomically (a crash leaves the previous one)."""
@@ -140,7 +155,8 @@ class Dedup(Transform):
         self.dirty = False
 
     def close(self) -> None:
-        if getattr(self, "dirty", False):
+        self.rollback()  # whatever was not committed never reached the bus
+        if self.dirty:
             with self.lock:
                 self.save()
 

@@ -225,7 +225,7 @@ class AggregateCore:
         if self.config.rollup_state:
             extra["_acc"] = [acc.to_json() for acc in accs]
         ids = [self.ids.of(key) for key in keys]
-        return bin_lines(self.prefix, ids, self.spec, keys, accs, extra)
+        return bin_lines(self.prefix, ids, self.spec, keys=keys, accs=accs, extra=extra)
 
 
 def bin_record(producer: str, type_: str, bin_ms: int, key: BinKey, data: dict[str, Any]) -> Record:

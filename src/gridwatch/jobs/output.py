@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -58,9 +58,10 @@ def bin_lines(
     prefix: bytes,
     ids: Sequence[str],
     spec: AggSpec,
+    *,
     keys: Sequence[BinKey],
     accs: Sequence[Acc],
-    extra: dict[str, Sequence[Any]],
+    extra: Mapping[str, Sequence[Any]],
 ) -> list[bytes]:
     """Envelope lines of bins: the rendered data of each, then the ``extra`` columns."""
     names, columns = render_columns(spec, keys, accs)
@@ -85,7 +86,7 @@ def render_columns(
     bin_ms = spec.bin_ms
     starts = [key[0] for key in keys]
     names = ["window_start", "window_end", "window_s", *spec.keys, "count"]
-    key_columns = list(zip(*(key[1] for key in keys), strict=True)) if keys else []
+    key_columns: list[Sequence[Any]] = list(zip(*(key[1] for key in keys), strict=True))
     if not key_columns:
         key_columns = [[] for _ in spec.keys]
     columns: list[Sequence[Any]] = [

@@ -150,7 +150,7 @@ class WindowState:
     def load(self, state: dict[str, Any] | msgspec.Raw | None) -> None:
         """Restore from :meth:`to_json` or :meth:`to_raw`."""
         if isinstance(state, msgspec.Raw):
-            state = json.loads(bytes(state))
+            state = _as_dict(json.loads(bytes(state)))
         if not state:
             return
         self.max_event_ms = state["max_event_ms"]
@@ -161,6 +161,12 @@ class WindowState:
                 self.revisions[key] = int(revision)
             if dirty:
                 self.dirty.add(key)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("a window checkpoint is a JSON object")
+    return value
 
 
 def _encode_entry(entry: list[Any]) -> bytes:

@@ -44,6 +44,12 @@ class AggregateConfig(JobConfig):
         pattern=NAME_PATTERN,
         description="Type of the output records (topic {producer}_agg_{type}).",
     )
+    max_batch_records: int = Field(
+        20_000,
+        ge=1,
+        description="At most this many records are read from the bus at a time (each read "
+        "is parsed by one DuckDB query, whose fixed cost larger reads share).",
+    )
     window_s: int = Field(600, gt=0, description="Bin length in seconds (600, 3600, 86400, ...).")
     fields: dict[str, str] = Field(
         default_factory=dict,

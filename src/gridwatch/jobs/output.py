@@ -20,7 +20,7 @@ import numpy as np
 
 from gridwatch.jobs.bins import Acc, AggSpec, BinKey, Measure
 from gridwatch.jobs.sketch import Sketch, bucket_value
-from gridwatch.record import canonical_json
+from gridwatch.jobs.windows import canonical_keys
 
 _encode = msgspec.json.encode
 
@@ -41,7 +41,7 @@ class BinIds:
         """The id of one bin."""
         h = self._prefix.copy()
         start = str(key[0]).encode()
-        keys = canonical_json(list(key[1]))
+        keys = canonical_keys(key[1])
         h.update(len(start).to_bytes(8, "little"))
         h.update(start)
         h.update(len(keys).to_bytes(8, "little"))

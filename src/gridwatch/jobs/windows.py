@@ -10,6 +10,7 @@ is too late: it goes to the correction topic whole (nothing of it is applied), n
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -34,7 +35,18 @@ class Emission:
 
 def key_order(key: BinKey) -> tuple[int, bytes]:
     """A total order of bin keys (key tuples may mix types and None)."""
-    return key[0], canonical_json(list(key[1]))
+    return key[0], canonical_keys(key[1])
+
+
+def canonical_keys(keys: tuple[Any, ...]) -> bytes:
+    """The canonical JSON of a group's key tuple (groups recur in every bin: cached)."""
+    # The types are part of the cache key: 1, 1.0 and True are equal but encode differently.
+    return _canonical_keys(keys, tuple(map(type, keys)))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _canonical_keys(keys: tuple[Any, ...], _types: tuple[type, ...]) -> bytes:
+    return canonical_json(list(keys))
 
 
 class WindowState:

@@ -1,19 +1,26 @@
 """Records/s of the 10-minute transfer statistics with spreading, gridwatch vs PySpark.
 
-Both engines read the same NDJSON envelopes (as the jsonl sink writes them) and compute the
-example pipeline's ``stats_10m`` job: seed 001's derived fields, spreading of bytes over every
-10-minute bin a transfer overlaps, group by six keys, count, active time and two quantiles.
-gridwatch runs `gridwatch batch`'s code path (DuckDB on one thread + numpy); PySpark runs in
-local mode on one core (``local[1]``), timed after the JVM is up, with its own equivalent SQL
-(proportional float shares and ``percentile_approx`` instead of exact integer shares and a
-sketch). Usage: python benchmarks/jobs_aggregate_spread.py [--records N] [--no-spark]
+Both engines read the same envelopes and compute the example pipeline's ``stats_10m`` job:
+seed 001's derived fields, spreading of bytes over every 10-minute bin a transfer overlaps,
+group by six keys, count, active time and two quantiles. gridwatch is measured twice:
+
+- the stream job, end to end: the envelopes wait on the bus (SQLite, as ``gridwatch run``
+  keeps it, in the order transfers end), and the ``aggregate`` job runs its real loop until
+  it has committed them all: bus reads, DuckDB parsing, spreading, the state, output records
+  appended to the bus with offsets and state in one transaction (checkpoints), revisions;
+- `gridwatch batch`'s code path over the NDJSON file (records -> bins, then output records).
+
+PySpark runs in local mode on one core (``local[1]``) over the NDJSON file, timed after the
+JVM is up, with its own equivalent SQL (proportional float shares and ``percentile_approx``
+instead of exact integer shares and a sketch). ``--rounds`` repeats the gridwatch runs.
+Usage: python benchmarks/jobs_aggregate_spread.py [--records N] [--rounds 3] [--no-spark]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +28,14 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
+from benchmarks._machine import describe
+from gridwatch.bus import SqliteBus
+from gridwatch.components import Context
 from gridwatch.config import load_pipeline
-from gridwatch.jobs.aggregate import AggregateCore
+from gridwatch.jobs.aggregate import AggregateCore, AggregateJob
 from gridwatch.jobs.batch import BatchResult, aggregate_batch, aggregate_bins
+from gridwatch.metrics import Metrics
+from gridwatch.record import EnvelopeDecoder
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xrootd-transfers.yaml"
 DOMAINS = ["cern.ch", "bnl.gov", "kit.edu", "in2p3.fr", "rl.ac.uk", "infn.it", "pic.es", "desy.de"]
@@ -62,6 +74,41 @@ def make_records(path: Path, count: int) -> None:
                 "data": data,
             }
             out.write(encoder.encode(envelope) + b"\n")
+
+
+def stream_bus(path: Path, directory: Path) -> SqliteBus:
+    """A bus holding the envelopes on the input topic, in the order the transfers ended."""
+    lines = path.read_bytes().splitlines()
+    stamps = np.array([msgspec.json.decode(line)["timestamp"] for line in lines])
+    bus = SqliteBus(directory / "bus.db")
+    ordered = [lines[i] for i in np.argsort(stamps, kind="stable")]
+    for start in range(0, len(ordered), 5000):
+        bus.append([("xrootd_raw_transfers", "transfers", ordered[start : start + 5000])])
+    return bus
+
+
+def run_stream(path: Path, directory: Path) -> tuple[float, int]:
+    """(seconds, output records) of the stream job consuming every envelope from the bus."""
+    bus = stream_bus(path, directory)
+    config = load_pipeline(EXAMPLE).components["stats_10m"].config
+    context = Context(directory, Metrics(), bus, EnvelopeDecoder())
+    job = AggregateJob("stats_10m", config, context)
+    group, topics = "job.stats_10m", ["xrootd_raw_transfers"]
+
+    async def until_consumed() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(job.run(stop))
+        while await asyncio.to_thread(bus.lag, group, topics):
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+
+    started = time.perf_counter()
+    asyncio.run(until_consumed())
+    seconds = time.perf_counter() - started
+    outputs = bus.topics()["xrootd_agg_transfer_stats_10m"].end
+    bus.close()
+    return seconds, outputs
 
 
 def run_gridwatch(path: Path) -> tuple[float, float, int]:
@@ -140,25 +187,35 @@ def run_spark(path: Path) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=500_000)
+    parser.add_argument("--rounds", type=int, default=3, help="repeat the gridwatch runs")
     parser.add_argument("--no-spark", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
-    print(
-        f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
-    )
+    print(describe())
+    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "transfers.jsonl"
         make_records(path, args.records)
         size_mb = path.stat().st_size / 1e6
         print(f"input: {args.records} transfer envelopes, {size_mb:.0f} MB NDJSON")
-        aggregated, seconds, bins = run_gridwatch(path)
-        rate = args.records / aggregated
-        print(
-            f"gridwatch (DuckDB 1 thread + numpy), records -> {bins} bins: {aggregated:.2f} s, "
-            f"{rate:,.0f} records/s; with the output records built: {seconds:.2f} s, "
-            f"{args.records / seconds:,.0f} records/s"
-        )
+        stream_rates, batch_rates = [], []
+        for round_ in range(args.rounds):
+            directory = Path(tmp) / f"stream{round_}"
+            seconds, outputs = run_stream(path, directory)
+            stream_rates.append(args.records / seconds)
+            print(
+                f"gridwatch stream job, bus -> {outputs} output records on the bus: "
+                f"{seconds:.2f} s, {stream_rates[-1]:,.0f} records/s"
+            )
+            aggregated, with_records, bins = run_gridwatch(path)
+            batch_rates.append(args.records / with_records)
+            print(
+                f"gridwatch batch path, records -> {bins} bins: {aggregated:.2f} s, "
+                f"{args.records / aggregated:,.0f} records/s; with the output records: "
+                f"{with_records:.2f} s, {batch_rates[-1]:,.0f} records/s"
+            )
+        print(f"load average after gridwatch: {os.getloadavg()[0]:.2f}")
+        print(f"stream end to end: {_span(stream_rates)}; batch with records: {_span(batch_rates)}")
         if args.no_spark:
             return
         try:
@@ -169,12 +226,17 @@ def main() -> None:
         spark_rate = args.records / spark_seconds
         print(
             f"PySpark local[1]: {spark_seconds:.2f} s, {spark_rate:,.0f} records/s, "
-            f"{spark_bins} bins"
+            f"{spark_bins} bins (load average {os.getloadavg()[0]:.2f})"
         )
         print(
-            f"ratio gridwatch / PySpark: {rate / spark_rate:.1f}x (aggregation), "
-            f"{args.records / seconds / spark_rate:.1f}x (with output records)"
+            f"ratio gridwatch / PySpark: stream end to end {max(stream_rates) / spark_rate:.1f}x "
+            f"(best), {min(stream_rates) / spark_rate:.1f}x (worst); batch with output records "
+            f"{max(batch_rates) / spark_rate:.1f}x (best)"
         )
+
+
+def _span(rates: list[float]) -> str:
+    return f"{min(rates):,.0f} .. {max(rates):,.0f} records/s over {len(rates)} runs"
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ class Bus(Protocol):
         """Append ``(topic, origin, lines)`` entries durably, all or none.
 
         ``position`` (source id, JSON state) and ``commit`` (group, offsets, state) are stored
-        in the same atomic step, so a job's outputs and its consumed offsets never part.
+        in the same atomic step, so a job's outputs and its consumed offsets never part. A
+        state may be a ``msgspec.Raw`` holding JSON its owner encoded; it is read back decoded.
         """
         ...
 

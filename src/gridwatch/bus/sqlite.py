@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
+
 from gridwatch.bus.base import Entry, GroupState, Slice, TopicInfo
 
 _SCHEMA = """
@@ -60,6 +62,13 @@ ORDER BY base_offset LIMIT :n
 """
 
 Durability = Literal["full", "normal"]
+
+
+def state_json(state: Any) -> str:
+    """A group's state as JSON text; a ``msgspec.Raw`` is JSON its owner already encoded."""
+    if isinstance(state, msgspec.Raw):
+        return bytes(state).decode()
+    return json.dumps(state)
 
 
 class SqliteBus:
@@ -223,7 +232,7 @@ class SqliteBus:
             conn.execute(
                 "INSERT INTO group_state(grp, state) VALUES (?, ?) "
                 "ON CONFLICT(grp) DO UPDATE SET state = excluded.state",
-                (group, json.dumps(state)),
+                (group, state_json(state)),
             )
 
     def position(self, source: str) -> Any:

@@ -25,10 +25,13 @@ from gridwatch.jobs.bins import (
 )
 from gridwatch.jobs.extract import Extraction, check, connect, quote, run_on_lines
 from gridwatch.jobs.loop import StreamJob
+from gridwatch.jobs.output import BinIds, bin_lines, envelope_prefix
 from gridwatch.jobs.windows import WindowState
-from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128
+from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128, topic_name
 
 MAX_BINS_PER_RECORD = 20_000
+AGGREGATE_ROWS = 50_000
+"""The stream job aggregates its input batches together once this many rows wait."""
 DEFAULT_TYPES = {"key": "VARCHAR", "time": "BIGINT", "value": "DOUBLE"}
 
 
@@ -40,6 +43,12 @@ class AggregateConfig(JobConfig):
     output_type: str = Field(
         pattern=NAME_PATTERN,
         description="Type of the output records (topic {producer}_agg_{type}).",
+    )
+    max_batch_records: int = Field(
+        20_000,
+        ge=1,
+        description="At most this many records are read from the bus at a time (each read "
+        "is parsed by one DuckDB query, whose fixed cost larger reads share).",
     )
     window_s: int = Field(600, gt=0, description="Bin length in seconds (600, 3600, 86400, ...).")
     fields: dict[str, str] = Field(
@@ -134,6 +143,9 @@ class AggregateCore:
         self.spec = config.spec()
         self.extraction = self.extraction_of(config)
         self.conn = connect()
+        self.ids = BinIds(config.producer, config.output_type, self.spec.bin_ms)
+        self.prefix = envelope_prefix(config.producer, config.output_type)
+        self.topic = topic_name(config.producer, "agg", config.output_type)
 
     @staticmethod
     def extraction_of(cfg: AggregateConfig) -> Extraction:
@@ -213,6 +225,14 @@ class AggregateCore:
             data["_acc"] = acc.to_json()
         return bin_record(cfg.producer, cfg.output_type, self.spec.bin_ms, key, data)
 
+    def lines(self, keys: list[BinKey], accs: list[Acc], revisions: list[int]) -> list[bytes]:
+        """The output lines of many bins: ``encode(self.record(...))`` of each, in bulk."""
+        extra: dict[str, list[Any]] = {"revision": revisions}
+        if self.config.rollup_state:
+            extra["_acc"] = [acc.to_json() for acc in accs]
+        ids = [self.ids.of(key) for key in keys]
+        return bin_lines(self.prefix, ids, self.spec, keys=keys, accs=accs, extra=extra)
+
 
 def bin_record(producer: str, type_: str, bin_ms: int, key: BinKey, data: dict[str, Any]) -> Record:
     """An ``agg`` record for a bin; its id hashes producer, type, bin length, start and keys."""
@@ -260,9 +280,12 @@ class AggregateJob(StreamJob):
             round(cfg.allowed_lateness_s * 1000),
         )
         self.windows.load(state)
+        self._pending_columns: list[Columns] = []
+        self._pending_rows = 0
 
     def checkpoint(self) -> Any:
-        return self.windows.to_json()
+        self._aggregate_pending()
+        return self.windows.to_raw()
 
     def process(self, topic: str, lines: list[bytes]) -> None:
         columns, rows, rejected = self.core.on_lines(lines)
@@ -278,12 +301,28 @@ class AggregateJob(StreamJob):
         late = self.windows.late((columns.end_ms // bin_ms) * bin_ms)
         if late:
             self.context.metrics.inc(self.id, "late", late)
-        self.windows.add(partials(self.core.spec, columns))
+        # Lateness is decided per batch above; aggregating is exact and order-free, so several
+        # batches are aggregated together (fewer, fuller cells to merge into the state).
+        self._pending_columns.append(columns)
+        self._pending_rows += len(columns)
+        if self._pending_rows >= AGGREGATE_ROWS:
+            self._aggregate_pending()
         self.windows.observe(int(columns.end_ms.max()))
 
+    def _aggregate_pending(self) -> None:
+        if self._pending_columns:
+            columns = Columns.concat(self._pending_columns)
+            self._pending_columns, self._pending_rows = [], 0
+            self.windows.add(partials(self.core.spec, columns))
+
     def flush(self) -> None:
+        self._aggregate_pending()
         # Closed bins are published once per checkpoint, however many batches revised them.
-        self.emit([self.core.record(e.key, e.acc, e.revision) for e in self.windows.emit()])
+        emitted = self.windows.emit()
+        if emitted:
+            keys = [e.key for e in emitted]
+            lines = self.core.lines(keys, [e.acc for e in emitted], [e.revision for e in emitted])
+            self.emit_lines(self.core.topic, lines)
 
     def _correct(self, lines: list[bytes]) -> None:
         cfg = self.config

@@ -21,7 +21,7 @@ from gridwatch.errors import ConfigurationError
 from gridwatch.jobs.bins import Acc, BinKey, merge_into, partials
 from gridwatch.jobs.extract import connect, file_source, run_on_files
 from gridwatch.jobs.windows import key_order
-from gridwatch.record import Record, decode_one
+from gridwatch.record import Record, decode_lines, decode_one
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 
@@ -86,7 +86,8 @@ def aggregate_batch(
     result = BatchResult()
     bins = aggregate_bins(core, files, from_ms, to_ms, result, json_column=json_column)
     keys = sorted((k for k in bins if from_ms <= k[0] < to_ms), key=key_order)
-    result.records = [core.record(key, bins[key], 0) for key in keys]
+    lines = core.lines(keys, [bins[key] for key in keys], [0] * len(keys))
+    result.records = decode_lines(lines)
     return result
 
 

@@ -186,6 +186,35 @@ class Columns:
     def __len__(self) -> int:
         return len(self.start_ms)
 
+    @staticmethod
+    def concat(parts: Sequence[Columns]) -> Columns:
+        """The rows of several batches, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return Columns(
+            np.concatenate([p.start_ms for p in parts]),
+            np.concatenate([p.end_ms for p in parts]),
+            [_concat_arrays([p.keys[i] for p in parts]) for i in range(len(first.keys))],
+            {
+                name: (
+                    np.concatenate([p.summed[name][0] for p in parts]),
+                    np.concatenate([p.summed[name][1] for p in parts]),
+                )
+                for name in first.summed
+            },
+            {name: np.concatenate([p.values[name] for p in parts]) for name in first.values},
+        )
+
+
+def _concat_arrays(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> pa.ChunkedArray:
+    chunks = [
+        chunk
+        for array in arrays
+        for chunk in (array.chunks if isinstance(array, pa.ChunkedArray) else [array])
+    ]
+    return pa.chunked_array(chunks, type=arrays[0].type)
+
 
 def int_column(table: pa.Table, name: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """An integer column as (values with nulls as 0, validity)."""

@@ -5,7 +5,9 @@ SQLite transaction as the consumed offsets and the job's state. A crash therefor
 nothing and duplicates nothing on the bus: after a restart the job resumes from the state and
 offsets of its last checkpoint and recomputes the same outputs (exactly-once into the bus).
 Checkpoints happen every ``commit_interval_s``, not every batch, so large states (accounting
-maps) are not serialised for each batch.
+maps) are not serialised for each batch; and at least ``CHECKPOINT_SPACING`` times as long
+apart as the last checkpoint took, so that a large state (a day of bins kept for late records)
+costs a bounded share of the time when the job catches up on a backlog.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from gridwatch.routing import DEADLETTER_ORIGIN
 log = logging.getLogger(__name__)
 MAX_PENDING_LINES = 50_000
 """Checkpoint early when this many output lines wait, to bound memory."""
+CHECKPOINT_SPACING = 10.0
+"""The next checkpoint waits at least this many times the duration of the last one."""
 
 
 class StreamJob(Job):
@@ -66,6 +70,11 @@ class StreamJob(Job):
             pending.setdefault((topic, origin or self.id), []).extend(encode_lines(group))
         self.context.metrics.inc(self.id, "sent", len(records))
 
+    def emit_lines(self, topic: str, lines: list[bytes], origin: str | None = None) -> None:
+        """Queue envelope lines already encoded for ``topic`` (as :meth:`emit` would)."""
+        self._pending().setdefault((topic, origin or self.id), []).extend(lines)
+        self.context.metrics.inc(self.id, "sent", len(lines))
+
     def reject(self, raw: bytes, reason: str) -> None:
         """Send one input line to the dead-letter topic with the reason (counted)."""
         line = dead_letter(raw, reason, self.id)
@@ -88,6 +97,7 @@ class StreamJob(Job):
         reader = BusReader(self.context.bus, f"job.{self.id}", cfg.inputs, cfg.max_batch_records)
         self.restore(await reader.load())
         last_commit = time.monotonic()
+        interval = cfg.commit_interval_s
         try:
             while not stop.is_set():
                 busy = False
@@ -102,12 +112,17 @@ class StreamJob(Job):
                         await asyncio.to_thread(self.process, polled.topic, polled.lines)
                     reader.advance(polled)
                 await asyncio.to_thread(self.tick)
-                due = time.monotonic() - last_commit >= cfg.commit_interval_s
+                # Spaced out only while catching up: once idle, the usual interval.
+                waited = time.monotonic() - last_commit
+                due = waited >= (interval if busy else cfg.commit_interval_s)
                 if (reader.uncommitted or self.pending_lines()) and (
                     due or self.pending_lines() >= MAX_PENDING_LINES
                 ):
+                    started = time.monotonic()
                     await self._checkpoint(reader)
                     last_commit = time.monotonic()
+                    spacing = CHECKPOINT_SPACING * (last_commit - started)
+                    interval = max(cfg.commit_interval_s, spacing)
                 if not busy:
                     await _sleep_unless(stop, cfg.poll_interval_s)
         finally:

@@ -10,9 +10,13 @@ is too late: it goes to the correction topic whole (nothing of it is applied), n
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -31,7 +35,18 @@ class Emission:
 
 def key_order(key: BinKey) -> tuple[int, bytes]:
     """A total order of bin keys (key tuples may mix types and None)."""
-    return key[0], canonical_json(list(key[1]))
+    return key[0], canonical_keys(key[1])
+
+
+def canonical_keys(keys: tuple[Any, ...]) -> bytes:
+    """The canonical JSON of a group's key tuple (groups recur in every bin: cached)."""
+    # The types are part of the cache key: 1, 1.0 and True are equal but encode differently.
+    return _canonical_keys(keys, tuple(map(type, keys)))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _canonical_keys(keys: tuple[Any, ...], _types: tuple[type, ...]) -> bytes:
+    return canonical_json(list(keys))
 
 
 class WindowState:
@@ -45,6 +60,9 @@ class WindowState:
         self.revisions: dict[BinKey, int] = {}
         self.dirty: set[BinKey] = set()
         self.max_event_ms: int | None = None
+        # Each bin's checkpoint entry as JSON, kept until the bin changes: a checkpoint
+        # re-encodes only the bins changed since the previous one.
+        self._encoded: dict[BinKey, bytes] = {}
 
     @property
     def watermark(self) -> int | None:
@@ -73,12 +91,16 @@ class WindowState:
 
     def add(self, partial: dict[BinKey, Acc]) -> None:
         """Merge a batch's accumulators."""
-        self.dirty |= merge_into(self.bins, partial)
+        changed = merge_into(self.bins, partial)
+        self.dirty |= changed
+        for key in changed:
+            self._encoded.pop(key, None)
 
     def replace(self, key: BinKey, acc: Acc) -> None:
         """Set a bin's whole state (rollups recompute it from their children)."""
         self.bins[key] = acc
         self.dirty.add(key)
+        self._encoded.pop(key, None)
 
     def observe(self, event_ms: int) -> None:
         """Move the watermark with the latest event time seen."""
@@ -96,11 +118,13 @@ class WindowState:
             revision = self.revisions.get(key, 0) + 1
             self.revisions[key] = revision
             self.dirty.discard(key)
+            self._encoded.pop(key, None)
             out.append(Emission(key, self.bins[key], revision))
         horizon = mark - self.lateness_ms
         for key in [k for k in self.bins if k[0] + self.bin_ms <= horizon and k not in self.dirty]:
             del self.bins[key]
             self.revisions.pop(key, None)
+            self._encoded.pop(key, None)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -113,8 +137,32 @@ class WindowState:
             ],
         }
 
-    def load(self, state: dict[str, Any] | None) -> None:
-        """Restore from :meth:`to_json`."""
+    def to_raw(self) -> msgspec.Raw:
+        """:meth:`to_json` already encoded (bins in no particular order), re-encoding only
+        the bins that changed since the last call."""
+        entries: list[bytes] = []
+        append = entries.append
+        cache = self._encoded
+        for key, acc in self.bins.items():
+            entry = cache.get(key)
+            if entry is None:
+                entry = cache[key] = _encode_entry(
+                    [
+                        key[0],
+                        list(key[1]),
+                        acc.to_json(),
+                        self.revisions.get(key, 0),
+                        key in self.dirty,
+                    ]
+                )
+            append(entry)
+        head = b'{"max_event_ms":' + msgspec.json.encode(self.max_event_ms) + b',"bins":['
+        return msgspec.Raw(head + b",".join(entries) + b"]}")
+
+    def load(self, state: dict[str, Any] | msgspec.Raw | None) -> None:
+        """Restore from :meth:`to_json` or :meth:`to_raw`."""
+        if isinstance(state, msgspec.Raw):
+            state = _as_dict(json.loads(bytes(state)))
         if not state:
             return
         self.max_event_ms = state["max_event_ms"]
@@ -125,3 +173,16 @@ class WindowState:
                 self.revisions[key] = int(revision)
             if dirty:
                 self.dirty.add(key)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("a window checkpoint is a JSON object")
+    return value
+
+
+def _encode_entry(entry: list[Any]) -> bytes:
+    acc = entry[2]
+    finite = all(math.isfinite(v) for part in (acc[5], acc[6]) for v in part.values())
+    # msgspec writes NaN and infinities as null; json keeps them as the state had them.
+    return msgspec.json.encode(entry) if finite else json.dumps(entry).encode()

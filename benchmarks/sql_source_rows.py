@@ -24,7 +24,8 @@ import psycopg
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Context, SourceBatch
 from gridwatch.metrics import Metrics
-from gridwatch.record import EnvelopeDecoder, encode_lines
+from gridwatch.record import EnvelopeDecoder
+from gridwatch.routing import by_topic
 from gridwatch.sim.panda import ARCHIVED, PandaSimulator, job_columns, panda_query, table_name
 from gridwatch.sources.sql.config import SqlIncrementalConfig
 from gridwatch.sources.sql.query import Page, page_statement, prepare
@@ -80,7 +81,12 @@ def baseline(schema: str, batch_rows: int) -> int:
             value, key = rows[-1][16], rows[-1][0]
 
 
-async def through_source(schema: str, batch_rows: int, data_dir: Path) -> int:
+async def through_source(
+    schema: str, batch_rows: int, data_dir: Path, binary_protocol: bool = True
+) -> int:
+    """Read everything through the source into a SQLite bus, delivering as the runtime does:
+    a batch is routed (``by_topic``) and appended in a thread while the source prepares the
+    next one."""
     bus = SqliteBus(data_dir / "bus.db")
     context = Context(data_dir=data_dir, metrics=Metrics(), bus=bus, decoder=EnvelopeDecoder())
     cfg = SqlIncrementalConfig(
@@ -88,18 +94,23 @@ async def through_source(schema: str, batch_rows: int, data_dir: Path) -> int:
         query=panda_query("postgresql", schema),
         batch_rows=batch_rows,
         min_interval_s=0,
+        binary_protocol=binary_protocol,
     )
     source = SqlIncrementalSource("panda", cfg, context)
     await source.open(None)
     total = 0
 
-    def append(batch: SourceBatch) -> None:  # as the runtime does: encode and append in a thread
-        lines = encode_lines(batch.records)
-        bus.append([("panda_raw_all", "panda", lines)], ("panda", batch.position))
+    def append(batch: SourceBatch) -> None:
+        bus.append(by_topic("panda", batch.records), ("panda", batch.position))
 
+    delivering: asyncio.Task[None] | None = None
     async for batch in source.read_round():
-        await asyncio.to_thread(append, batch)
+        if delivering is not None:
+            await delivering
+        delivering = asyncio.create_task(asyncio.to_thread(append, batch))
         total += len(batch.records)
+    if delivering is not None:
+        await delivering
     await source.close()
     bus.close()
     return total

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from gridwatch.bus.base import Entry
 from gridwatch.components import Transform
 from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.deadletter import dead_letter
 from gridwatch.metrics import Metrics
-from gridwatch.record import Record, encode, encode_lines, topic_name
+from gridwatch.record import EncodedRecords, Record, encode, encode_lines, topic_name
 
 log = logging.getLogger(__name__)
 DEADLETTER_ORIGIN = "_deadletter"
@@ -39,7 +39,7 @@ class Router:
         self.published = set(published)
         self.metrics = metrics
 
-    def route(self, origin: str, records: list[Record]) -> list[Entry]:
+    def route(self, origin: str, records: Sequence[Record]) -> list[Entry]:
         """Bus entries for the records that ``origin`` produced, including dead letters."""
         entries: list[Entry] = []
         dead: list[bytes] = []
@@ -49,14 +49,15 @@ class Router:
         return entries
 
     def _flow(
-        self, node: str, records: list[Record], entries: list[Entry], dead: list[bytes]
+        self, node: str, records: Sequence[Record], entries: list[Entry], dead: list[bytes]
     ) -> None:
         if not records:
             return
         if node in self.published:
             entries.extend(by_topic(node, records))
         for child in self.children.get(node, ()):
-            self._flow(child, self._apply(child, records, dead), entries, dead)
+            as_list = records if isinstance(records, list) else list(records)
+            self._flow(child, self._apply(child, as_list, dead), entries, dead)
 
     def _apply(self, transform_id: str, records: list[Record], dead: list[bytes]) -> list[Record]:
         transform = self.transforms[transform_id]
@@ -78,8 +79,10 @@ class Router:
         return out
 
 
-def by_topic(origin: str, records: list[Record]) -> list[Entry]:
+def by_topic(origin: str, records: Sequence[Record]) -> list[Entry]:
     """Group records by their envelope's topic and encode them as lines."""
+    if isinstance(records, EncodedRecords):  # already lines, all of one topic
+        return [(records.topic, origin, records.lines)]
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for record in records:
         groups[(record.producer, record.type_prefix, record.type)].append(record)

@@ -173,35 +173,51 @@ class SqlIncrementalSource(Source):
             len(fresh),
         )
         self.context.metrics.inc(self.id, "sql_rows_late", len(fresh))
-        records = [converted.records[i] for i in fresh]
-        return SourceBatch(records, position=cursor.to_json())
+        return SourceBatch(converted.records(fresh), position=cursor.to_json())
 
     async def _forward(self, now: float) -> AsyncIterator[SourceBatch]:
         cfg, cursor, axis = self.config, self.cursor, self.axis
         upper = axis.from_epoch(now - cfg.safety_lag_s) if axis.kind.is_time else None
         committed = cursor.value if cursor.value is not None else axis.floor()
         after = None if cursor.value is None or cursor.key is None else self._after()
-        pending = asyncio.ensure_future(self._read_page(committed, after, upper))
+        first = asyncio.ensure_future(self._fetch(committed, after, upper))
+        pending = asyncio.ensure_future(self._next_page(first, upper))
+        fetching: asyncio.Future[Fetched] | None = first
         try:
             while True:
-                page, converted = await pending
-                full = len(page.rows) >= cfg.batch_rows
-                if full:  # fetch and convert the next page while this one is delivered
-                    after = self.rows.last_cursor(page)
-                    pending = asyncio.ensure_future(self._read_page(after[0], after, upper))
-                if page.rows:
+                converted, fetching = await pending
+                if fetching is not None:  # convert the next page while this one is delivered
+                    pending = asyncio.ensure_future(self._next_page(fetching, upper))
+                if len(converted):
                     yield self._forward_rows(converted, now)
-                if not full:
+                if fetching is None:
                     return
         finally:
-            if not pending.done():
-                pending.cancel()
+            if pending.done() and not pending.cancelled() and pending.exception() is None:
+                fetching = pending.result()[1]  # started by a page that was never delivered
+            for task in (pending, fetching):
+                if task is not None and not task.done():
+                    task.cancel()
 
-    async def _read_page(
-        self, committed: Any, after: tuple[Any, ...] | None, upper: Any
-    ) -> tuple[Fetched, Converted]:
-        page = await self._call(self.db.fetch, committed, after, upper, self.config.batch_rows)
-        return page, await asyncio.to_thread(self.rows.convert, page)
+    async def _next_page(
+        self, fetching: asyncio.Future[Fetched], upper: Any
+    ) -> tuple[Converted, asyncio.Future[Fetched] | None]:
+        """A fetched page, converted; the query for the page after it is sent first, so the
+        database works on it while this one is converted (``None`` after the last page)."""
+        page = await fetching
+        following = None
+        if len(page.rows) >= self.config.batch_rows:
+            after = self.rows.last_cursor(page)
+            following = asyncio.ensure_future(self._fetch(after[0], after, upper))
+        try:
+            return await asyncio.to_thread(self.rows.convert, page), following
+        except BaseException:
+            if following is not None:
+                following.cancel()
+            raise
+
+    async def _fetch(self, committed: Any, after: tuple[Any, ...] | None, upper: Any) -> Fetched:
+        return await self._call(self.db.fetch, committed, after, upper, self.config.batch_rows)
 
     def _after(self) -> tuple[Any, ...]:
         assert self.cursor.key is not None
@@ -209,19 +225,19 @@ class SqlIncrementalSource(Source):
 
     def _forward_rows(self, converted: Converted, now: float) -> SourceBatch:
         cfg, cursor = self.config, self.cursor
-        self.context.metrics.inc(self.id, "sql_rows_read", len(converted.records))
-        records = converted.records
+        self.context.metrics.inc(self.id, "sql_rows_read", len(converted))
+        records = converted.records()
         if cursor.seen:  # a rescan may have emitted rows tied with the cursor's value
             fresh = [
                 i
                 for i, (value, key) in enumerate(zip(converted.values, converted.keys, strict=True))
                 if not cursor.was_emitted(value, key)
             ]
-            if len(fresh) < len(records):
+            if len(fresh) < len(converted):
                 self.context.metrics.inc(
-                    self.id, "sql_rows_already_emitted", len(records) - len(fresh)
+                    self.id, "sql_rows_already_emitted", len(converted) - len(fresh)
                 )
-                records = [records[i] for i in fresh]
+                records = converted.records(fresh)
         cursor.value, cursor.key = converted.values[-1], converted.keys[-1]
         self._adapt_kind(cursor.value)
         if self.axis.kind.is_time and cfg.rescan_window_s > 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import starmap
@@ -57,7 +57,7 @@ class Converted:
     topic: str
     lines: list[bytes]
     values: list[Any]
-    keys: list[Key]
+    key_columns: list[Sequence[Any]]
     names: tuple[str, ...]
     stamps: list[int]
     ids: list[str]
@@ -66,6 +66,19 @@ class Converted:
 
     def __len__(self) -> int:
         return len(self.lines)
+
+    def keys(self) -> Iterator[Key]:
+        """Each row's key, in order (made on the fly: a page of tuples would keep the cyclic
+        garbage collector busy)."""
+        return zip(*self.key_columns, strict=True)
+
+    def versions(self) -> Iterator[tuple[Any, Key]]:
+        """Each row's ``(commit value, key)``, in order."""
+        return zip(self.values, self.keys(), strict=True)
+
+    def key(self, row: int) -> Key:
+        """One row's key."""
+        return tuple(column[row] for column in self.key_columns)
 
     def records(self, rows: list[int] | None = None) -> EncodedRecords:
         """The page's records (or those of ``rows``), as lines ready for the bus."""
@@ -117,13 +130,14 @@ class RowConverter:
     def last_cursor(self, page: Fetched) -> tuple[Any, ...]:
         """The ``(commit value, *key)`` of a page's last row."""
         _, commit, keys = self._columns(page.names)
-        last = page.rows[-1]
+        last = page.last_row
+        assert last is not None, "an empty page has no last row"
         return (last[commit], *(last[i] for i in keys))
 
     def convert(self, page: Fetched) -> Converted:
-        """Records for every row of a page, in order."""
-        # Tens of thousands of new containers would trigger the cyclic GC many times over;
-        # none of them can be part of a cycle.
+        """Envelope lines for every row of a page, in order."""
+        # The page's row tuples are made and freed in here: the cyclic GC would otherwise walk
+        # every one of them (a cache miss per value); nothing made here can be in a cycle.
         enabled = gc.isenabled()
         gc.disable()
         try:
@@ -135,12 +149,9 @@ class RowConverter:
     def _convert(self, page: Fetched) -> Converted:
         cfg = self.config
         names, commit, key_indexes = self._columns(page.names)
-        columns = list(zip(*page.rows, strict=True)) if page.rows else []
+        columns = list(zip(*page.take_rows(), strict=True)) if len(page) else []
         values = list(columns[commit]) if columns else []
-        if len(key_indexes) == 1:
-            keys: list[Key] = [(k,) for k in columns[key_indexes[0]]] if columns else []
-        else:
-            keys = list(zip(*(columns[i] for i in key_indexes), strict=True)) if columns else []
+        key_columns: list[Sequence[Any]] = [columns[i] for i in key_indexes] if columns else []
         converted = []
         for index, column in enumerate(columns):
             sample = first_not_null(column)
@@ -156,10 +167,10 @@ class RowConverter:
         if cfg.time_format == "epoch_ms" and self.axis.kind.is_time and columns:
             known = [v if isinstance(v, int) else None for v in converted[commit]]
         stamps = self._timestamps(values, known)
-        ids = self._ids(keys, values)
+        ids = self._ids(key_columns, values)
         lines = self._lines(names, stamps, ids, converted)
         topic = topic_name(cfg.producer, cfg.type_prefix, cfg.record_type)
-        return Converted(topic, lines, values, keys, names, stamps, ids, converted, cfg)
+        return Converted(topic, lines, values, key_columns, names, stamps, ids, converted, cfg)
 
     def _lines(
         self, names: tuple[str, ...], stamps: list[int], ids: list[str], columns: list[list[Any]]
@@ -200,14 +211,16 @@ class RowConverter:
             self._row_struct = (names, struct)
         return self._row_struct[1]
 
-    def _ids(self, keys: list[Key], values: list[Any]) -> list[str]:
+    def _ids(self, key_columns: list[Sequence[Any]], values: list[Any]) -> list[str]:
         """128-bit ids of (producer, type, key, commit value): one per row version."""
         base = self._hash_base
-        single = len(self.config.key_columns) == 1
+        if len(key_columns) == 1:
+            key_tokens = [token(k) for k in key_columns[0]]
+        else:
+            key_tokens = [b"\x1f".join(map(token, key)) for key in zip(*key_columns, strict=True)]
         ids = []
         value_tokens: dict[Any, bytes] = {}  # rows share commit values: format each once
-        for key, value in zip(keys, values, strict=True):
-            key_bytes = token(key[0]) if single else b"\x1f".join(token(k) for k in key)
+        for key_bytes, value in zip(key_tokens, values, strict=True):
             value_token = value_tokens.get(value)
             if value_token is None:
                 value_token = value_tokens[value] = token(value)

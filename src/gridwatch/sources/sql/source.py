@@ -136,11 +136,11 @@ class SqlIncrementalSource(Source):
         if lower <= cursor.value:
             while True:
                 page = await self._call(self.db.fetch, lower, after, cursor.value, cfg.batch_rows)
-                self.context.metrics.inc(self.id, "sql_rows_reread", len(page.rows))
+                self.context.metrics.inc(self.id, "sql_rows_reread", len(page))
                 batch = self._late_rows(page)
                 if batch is not None:
                     yield batch
-                if len(page.rows) < cfg.batch_rows:
+                if len(page) < cfg.batch_rows:
                     break
                 after = self.rows.last_cursor(page)
         cursor.scanned_at = now
@@ -159,14 +159,14 @@ class SqlIncrementalSource(Source):
         converted = self.rows.convert(page)
         fresh = [
             i
-            for i, (value, key) in enumerate(zip(converted.values, converted.keys, strict=True))
+            for i, (value, key) in enumerate(converted.versions())
             if not cursor.was_emitted(value, key)
         ]
-        self.context.metrics.inc(self.id, "sql_rows_already_emitted", len(page.rows) - len(fresh))
+        self.context.metrics.inc(self.id, "sql_rows_already_emitted", len(page) - len(fresh))
         if not fresh:
             return None
         for i in fresh:
-            cursor.remember(converted.values[i], converted.keys[i])
+            cursor.remember(converted.values[i], converted.key(i))
         log.warning(
             "sql source %s: %d rows committed late behind the cursor were caught by the rescan",
             self.id,
@@ -206,7 +206,7 @@ class SqlIncrementalSource(Source):
         database works on it while this one is converted (``None`` after the last page)."""
         page = await fetching
         following = None
-        if len(page.rows) >= self.config.batch_rows:
+        if len(page) >= self.config.batch_rows:
             after = self.rows.last_cursor(page)
             following = asyncio.ensure_future(self._fetch(after[0], after, upper))
         try:
@@ -230,7 +230,7 @@ class SqlIncrementalSource(Source):
         if cursor.seen:  # a rescan may have emitted rows tied with the cursor's value
             fresh = [
                 i
-                for i, (value, key) in enumerate(zip(converted.values, converted.keys, strict=True))
+                for i, (value, key) in enumerate(converted.versions())
                 if not cursor.was_emitted(value, key)
             ]
             if len(fresh) < len(converted):
@@ -238,12 +238,12 @@ class SqlIncrementalSource(Source):
                     self.id, "sql_rows_already_emitted", len(converted) - len(fresh)
                 )
                 records = converted.records(fresh)
-        cursor.value, cursor.key = converted.values[-1], converted.keys[-1]
+        cursor.value, cursor.key = converted.values[-1], converted.key(-1)
         self._adapt_kind(cursor.value)
         if self.axis.kind.is_time and cfg.rescan_window_s > 0:
             bound = self._rescan_bound(cursor.value, now)
             cursor.forget_before(bound)
-            for value, key in zip(converted.values, converted.keys, strict=True):
+            for value, key in converted.versions():
                 if value >= bound:  # older rows are beyond any future rescan
                     cursor.remember(value, key)
         epoch = self.axis.to_epoch(cursor.value)

@@ -4,7 +4,8 @@ Loads PanDA-like rows (the simulator's columns) into a private schema, then read
 twice: once with a bare psycopg fetch of the same pages (the baseline: database and driver
 only), once through the source into a durable SQLite bus (conversion, ids, envelope, fsync).
 
-    .venv/bin/python benchmarks/sql_source_rows.py [--rows 200000] [--batch-rows 40000]
+    .venv/bin/python -m benchmarks.sql_source_rows [--rows 200000] [--batch-rows 40000]
+        [--repeat 3] [--binary]
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import tempfile
 import time
 import uuid
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks._machine import describe
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Context, SourceBatch
 from gridwatch.metrics import Metrics
@@ -48,7 +49,9 @@ def load(sim: PandaSimulator, schema: str, rows: int) -> None:
                 row.update(cpuconsumptiontime=n % 40000, hs06sec=f"{n % 9999}.125")
                 row.update(maxpss=2_000_000_000 + n, nevents=n % 5000)
                 copy.write_row([row[c] for c in names])
-        cur.execute(f"ANALYZE {target}")
+    # vacuumed as a live table is, so that autovacuum does not start during a measurement
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f"VACUUM (ANALYZE) {target}")
 
 
 def baseline(schema: str, batch_rows: int) -> int:
@@ -120,6 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch-rows", type=int, default=40_000)
+    parser.add_argument("--repeat", type=int, default=3, help="baseline/source pairs to run")
+    parser.add_argument("--binary", action="store_true", help="psycopg's binary format")
     args = parser.parse_args()
     schema = f"gw_bench_{uuid.uuid4().hex[:8]}"
     sim = PandaSimulator(URL, schema=schema)
@@ -127,24 +132,41 @@ def main() -> None:
     try:
         load(sim, schema, args.rows)
         baseline(schema, args.batch_rows)  # warm the cache
-        started = time.perf_counter()
-        fetched = baseline(schema, args.batch_rows)
-        base_s = time.perf_counter() - started
-        with tempfile.TemporaryDirectory() as tmp:
-            started = time.perf_counter()
-            delivered = asyncio.run(through_source(schema, args.batch_rows, Path(tmp)))
-            source_s = time.perf_counter() - started
-        assert fetched == delivered == args.rows, (fetched, delivered)
         with psycopg.connect(DSN) as conn:
             version = conn.execute("SHOW server_version").fetchone()
-        print(f"machine: {platform.machine()} {os.cpu_count()} cpus, {platform.platform()}")
-        print(f"python {platform.python_version()}, PostgreSQL {version[0] if version else '?'}")
+        print(describe())
+        print(f"PostgreSQL {version[0] if version else '?'}, load average {_load()} at start")
         print(f"rows: {args.rows} PanDA-like rows (22 columns), batch_rows {args.batch_rows}")
-        print(f"baseline psycopg fetch of the same pages: {fetched / base_s:,.0f} rows/s")
-        print(f"sql_incremental source into the bus:      {delivered / source_s:,.0f} rows/s")
-        print(f"ratio source/baseline: {base_s / source_s:.2f}")
+        ratios, rates = [], []
+        for _ in range(args.repeat):  # alternate, so both see the same machine load
+            started = time.perf_counter()
+            fetched = baseline(schema, args.batch_rows)
+            base_s = time.perf_counter() - started
+            with tempfile.TemporaryDirectory() as tmp:
+                started = time.perf_counter()
+                delivered = asyncio.run(
+                    through_source(schema, args.batch_rows, Path(tmp), args.binary)
+                )
+                source_s = time.perf_counter() - started
+            assert fetched == delivered == args.rows, (fetched, delivered)
+            rates.append(delivered / source_s)
+            ratios.append(base_s / source_s)
+            print(
+                f"baseline psycopg fetch {fetched / base_s:>9,.0f} rows/s   "
+                f"sql_incremental into the bus {delivered / source_s:>9,.0f} rows/s   "
+                f"ratio {base_s / source_s:.2f}"
+            )
+        print(f"load average {_load()} at the end")
+        print(
+            f"sql_incremental source into the bus: {min(rates):,.0f} to {max(rates):,.0f} "
+            f"rows/s; ratio to the bare fetch {min(ratios):.2f} to {max(ratios):.2f}"
+        )
     finally:
         sim.drop()
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

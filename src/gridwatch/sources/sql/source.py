@@ -243,9 +243,9 @@ class SqlIncrementalSource(Source):
         if self.axis.kind.is_time and cfg.rescan_window_s > 0:
             bound = self._rescan_bound(cursor.value, now)
             cursor.forget_before(bound)
-            for value, key in converted.versions():
-                if value >= bound:  # older rows are beyond any future rescan
-                    cursor.remember(value, key)
+            values = converted.values
+            for i in [i for i, value in enumerate(values) if value >= bound]:
+                cursor.remember(values[i], converted.key(i))  # older: beyond any rescan
         epoch = self.axis.to_epoch(cursor.value)
         if epoch is not None:
             self.lags[self.id] = max(0.0, self.clock() - epoch)

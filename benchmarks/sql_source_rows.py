@@ -4,7 +4,8 @@ Loads PanDA-like rows (the simulator's columns) into a private schema, then read
 twice: once with a bare psycopg fetch of the same pages (the baseline: database and driver
 only), once through the source into a durable SQLite bus (conversion, ids, envelope, fsync).
 
-    .venv/bin/python benchmarks/sql_source_rows.py [--rows 200000] [--batch-rows 40000]
+    .venv/bin/python -m benchmarks.sql_source_rows [--rows 200000] [--batch-rows 40000]
+        [--repeat 3] [--binary]
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import tempfile
 import time
 import uuid
@@ -21,10 +21,12 @@ from pathlib import Path
 
 import psycopg
 
+from benchmarks._machine import describe
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Context, SourceBatch
 from gridwatch.metrics import Metrics
-from gridwatch.record import EnvelopeDecoder, encode_lines
+from gridwatch.record import EnvelopeDecoder
+from gridwatch.routing import by_topic
 from gridwatch.sim.panda import ARCHIVED, PandaSimulator, job_columns, panda_query, table_name
 from gridwatch.sources.sql.config import SqlIncrementalConfig
 from gridwatch.sources.sql.query import Page, page_statement, prepare
@@ -47,7 +49,9 @@ def load(sim: PandaSimulator, schema: str, rows: int) -> None:
                 row.update(cpuconsumptiontime=n % 40000, hs06sec=f"{n % 9999}.125")
                 row.update(maxpss=2_000_000_000 + n, nevents=n % 5000)
                 copy.write_row([row[c] for c in names])
-        cur.execute(f"ANALYZE {target}")
+    # vacuumed as a live table is, so that autovacuum does not start during a measurement
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(f"VACUUM (ANALYZE) {target}")
 
 
 def baseline(schema: str, batch_rows: int) -> int:
@@ -80,7 +84,12 @@ def baseline(schema: str, batch_rows: int) -> int:
             value, key = rows[-1][16], rows[-1][0]
 
 
-async def through_source(schema: str, batch_rows: int, data_dir: Path) -> int:
+async def through_source(
+    schema: str, batch_rows: int, data_dir: Path, binary_protocol: bool = True
+) -> int:
+    """Read everything through the source into a SQLite bus, delivering as the runtime does:
+    a batch is routed (``by_topic``) and appended in a thread while the source prepares the
+    next one."""
     bus = SqliteBus(data_dir / "bus.db")
     context = Context(data_dir=data_dir, metrics=Metrics(), bus=bus, decoder=EnvelopeDecoder())
     cfg = SqlIncrementalConfig(
@@ -88,18 +97,23 @@ async def through_source(schema: str, batch_rows: int, data_dir: Path) -> int:
         query=panda_query("postgresql", schema),
         batch_rows=batch_rows,
         min_interval_s=0,
+        binary_protocol=binary_protocol,
     )
     source = SqlIncrementalSource("panda", cfg, context)
     await source.open(None)
     total = 0
 
-    def append(batch: SourceBatch) -> None:  # as the runtime does: encode and append in a thread
-        lines = encode_lines(batch.records)
-        bus.append([("panda_raw_all", "panda", lines)], ("panda", batch.position))
+    def append(batch: SourceBatch) -> None:
+        bus.append(by_topic("panda", batch.records), ("panda", batch.position))
 
+    delivering: asyncio.Task[None] | None = None
     async for batch in source.read_round():
-        await asyncio.to_thread(append, batch)
+        if delivering is not None:
+            await delivering
+        delivering = asyncio.create_task(asyncio.to_thread(append, batch))
         total += len(batch.records)
+    if delivering is not None:
+        await delivering
     await source.close()
     bus.close()
     return total
@@ -109,6 +123,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch-rows", type=int, default=40_000)
+    parser.add_argument("--repeat", type=int, default=3, help="baseline/source pairs to run")
+    parser.add_argument("--binary", action="store_true", help="psycopg's binary format")
     args = parser.parse_args()
     schema = f"gw_bench_{uuid.uuid4().hex[:8]}"
     sim = PandaSimulator(URL, schema=schema)
@@ -116,24 +132,41 @@ def main() -> None:
     try:
         load(sim, schema, args.rows)
         baseline(schema, args.batch_rows)  # warm the cache
-        started = time.perf_counter()
-        fetched = baseline(schema, args.batch_rows)
-        base_s = time.perf_counter() - started
-        with tempfile.TemporaryDirectory() as tmp:
-            started = time.perf_counter()
-            delivered = asyncio.run(through_source(schema, args.batch_rows, Path(tmp)))
-            source_s = time.perf_counter() - started
-        assert fetched == delivered == args.rows, (fetched, delivered)
         with psycopg.connect(DSN) as conn:
             version = conn.execute("SHOW server_version").fetchone()
-        print(f"machine: {platform.machine()} {os.cpu_count()} cpus, {platform.platform()}")
-        print(f"python {platform.python_version()}, PostgreSQL {version[0] if version else '?'}")
+        print(describe())
+        print(f"PostgreSQL {version[0] if version else '?'}, load average {_load()} at start")
         print(f"rows: {args.rows} PanDA-like rows (22 columns), batch_rows {args.batch_rows}")
-        print(f"baseline psycopg fetch of the same pages: {fetched / base_s:,.0f} rows/s")
-        print(f"sql_incremental source into the bus:      {delivered / source_s:,.0f} rows/s")
-        print(f"ratio source/baseline: {base_s / source_s:.2f}")
+        ratios, rates = [], []
+        for _ in range(args.repeat):  # alternate, so both see the same machine load
+            started = time.perf_counter()
+            fetched = baseline(schema, args.batch_rows)
+            base_s = time.perf_counter() - started
+            with tempfile.TemporaryDirectory() as tmp:
+                started = time.perf_counter()
+                delivered = asyncio.run(
+                    through_source(schema, args.batch_rows, Path(tmp), args.binary)
+                )
+                source_s = time.perf_counter() - started
+            assert fetched == delivered == args.rows, (fetched, delivered)
+            rates.append(delivered / source_s)
+            ratios.append(base_s / source_s)
+            print(
+                f"baseline psycopg fetch {fetched / base_s:>9,.0f} rows/s   "
+                f"sql_incremental into the bus {delivered / source_s:>9,.0f} rows/s   "
+                f"ratio {base_s / source_s:.2f}"
+            )
+        print(f"load average {_load()} at the end")
+        print(
+            f"sql_incremental source into the bus: {min(rates):,.0f} to {max(rates):,.0f} "
+            f"rows/s; ratio to the bare fetch {min(ratios):.2f} to {max(ratios):.2f}"
+        )
     finally:
         sim.drop()
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import pkgutil
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -128,9 +128,11 @@ class SourceBatch:
 
     ``position`` (plain JSON) is stored atomically with the records; ``None`` keeps the last one.
     ``acked`` is resolved once the batch is durable on the bus (or failed with the reason).
+    ``records`` is a list, or :class:`~gridwatch.record.EncodedRecords` when the source built
+    the envelope lines itself (the runtime then appends those lines as they are).
     """
 
-    records: list[Record]
+    records: Sequence[Record]
     rejected: list[Rejection] = field(default_factory=list)
     position: Any = None
     acked: asyncio.Future[None] | None = None

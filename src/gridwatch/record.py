@@ -12,10 +12,10 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import msgspec
 from xxhash import xxh3_128_hexdigest
@@ -139,8 +139,51 @@ def encode(record: Record) -> bytes:
 
 def encode_lines(records: Iterable[Record]) -> list[bytes]:
     """Records as envelope JSON lines, ready for the bus."""
+    if isinstance(records, EncodedRecords):
+        return list(records.lines)
     enc = _encoder.encode
     return [enc(r) for r in records]
+
+
+class EncodedRecords(Sequence[Record]):
+    """Records of one topic that a source built directly as envelope JSON lines.
+
+    The runtime appends the lines as they are; the :class:`Record` objects are made only when
+    something reads them (a transform downstream, a test): by ``build`` when given (so the
+    values are exactly what the source would have put in them), else by decoding the lines.
+    """
+
+    __slots__ = ("_build", "_records", "lines", "topic")
+
+    def __init__(
+        self, topic: str, lines: list[bytes], build: Callable[[], list[Record]] | None = None
+    ) -> None:
+        self.topic = topic
+        self.lines = lines
+        self._build = build
+        self._records: list[Record] | None = None
+
+    def records(self) -> list[Record]:
+        """The records as objects (built once, on first use)."""
+        if self._records is None:
+            self._records = self._build() if self._build is not None else decode_lines(self.lines)
+            self._build = None
+        return self._records
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
 
 
 def decode_lines(lines: Sequence[bytes]) -> list[Record]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from gridwatch.bus.base import Bus, Entry
@@ -14,7 +14,7 @@ from gridwatch.components import Transform
 from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.deadletter import dead_letter
 from gridwatch.metrics import Metrics
-from gridwatch.record import Record, encode, encode_lines, topic_name
+from gridwatch.record import EncodedRecords, Record, encode, encode_lines, topic_name
 
 log = logging.getLogger(__name__)
 DEADLETTER_ORIGIN = "_deadletter"
@@ -46,7 +46,7 @@ class Router:
         self,
         bus: Bus,
         origin: str,
-        records: list[Record],
+        records: Sequence[Record],
         extra: list[Entry],
         position: tuple[str, Any] | None,
     ) -> None:
@@ -75,7 +75,7 @@ class Router:
     def _flow(
         self,
         node: str,
-        records: list[Record],
+        records: Sequence[Record],
         entries: list[Entry],
         dead: list[bytes],
         touched: list[Transform],
@@ -86,7 +86,8 @@ class Router:
             entries.extend(by_topic(node, records))
         for child in self.children.get(node, ()):
             touched.append(self.transforms[child])
-            self._flow(child, self._apply(child, records, dead), entries, dead, touched)
+            as_list = records if isinstance(records, list) else list(records)
+            self._flow(child, self._apply(child, as_list, dead), entries, dead, touched)
 
     def _apply(self, transform_id: str, records: list[Record], dead: list[bytes]) -> list[Record]:
         transform = self.transforms[transform_id]
@@ -108,8 +109,10 @@ class Router:
         return out
 
 
-def by_topic(origin: str, records: list[Record]) -> list[Entry]:
+def by_topic(origin: str, records: Sequence[Record]) -> list[Entry]:
     """Group records by their envelope's topic and encode them as lines."""
+    if isinstance(records, EncodedRecords):  # already lines, all of one topic
+        return [(records.topic, origin, records.lines)]
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for record in records:
         groups[(record.producer, record.type_prefix, record.type)].append(record)

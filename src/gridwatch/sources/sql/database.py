@@ -8,7 +8,6 @@ the driver's cursor as plain tuples (the hot path skips SQLAlchemy's row objects
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gridwatch.errors import ConfigurationError
@@ -32,13 +31,46 @@ class QueryError(ConfigurationError):
     """The query fails although the database answers: a mistake in the query or settings."""
 
 
-@dataclass
 class Fetched:
-    """One page: column names as the database reported them, and the rows."""
+    """One page: column names as the database reported them, and its rows.
 
-    names: list[str]
-    rows: list[tuple[Any, ...]]
-    scales: list[int | None] | None = None
+    psycopg holds a whole result on the client side, so its rows become Python tuples only in
+    :meth:`take_rows`, right before they are converted (and freed again before the cyclic
+    garbage collector, paused meanwhile, would walk tens of thousands of them).
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        rows: list[tuple[Any, ...]] | None,
+        scales: list[int | None] | None = None,
+        result: Any = None,
+    ) -> None:
+        self.names = names
+        self.scales = scales
+        self._rows = rows
+        self._result = result  # a psycopg cursor whose rows are not loaded yet
+        self._size = len(rows) if rows is not None else int(result.rowcount)
+        self.last_row: tuple[Any, ...] | None = None
+        if rows:
+            self.last_row = rows[-1]
+        elif self._size:
+            result.scroll(self._size - 1, "absolute")
+            self.last_row = result.fetchone()
+            result.scroll(0, "absolute")
+
+    def __len__(self) -> int:
+        return self._size
+
+    def take_rows(self) -> list[tuple[Any, ...]]:
+        """The rows (made now if the driver still holds them); the page keeps no reference."""
+        rows = self._rows
+        if rows is None:
+            rows = list(self._result.fetchall()) if self._size else []
+            self._result.close()
+            self._result = None
+        self._rows = []
+        return rows
 
 
 def _sqlalchemy() -> Any:
@@ -82,6 +114,10 @@ class Database:
         self.prepared = prepare(config.query)
         self.text_placeholder = uses_text_placeholder(self.prepared)
         self._compiled: dict[Page, tuple[str, Any]] = {}
+        # psycopg 3 receives a whole result before execute returns and keeps it after commit
+        self.client_side_result = (
+            self.dialect_name == "postgresql" and self.engine.dialect.driver == "psycopg"
+        )
 
     def _connect_args(self) -> dict[str, Any]:
         cfg = self.config
@@ -160,18 +196,24 @@ class Database:
             cursor = self._cursor(connection)
             try:
                 cursor.execute(compiled.string, args)
-                rows = list(cursor.fetchall())
                 names = [d[0] for d in cursor.description]
                 self.last_description = cursor.description
+                if self.client_side_result:  # loaded later, by Fetched.take_rows
+                    scales = [_scale(d) for d in cursor.description]
+                    fetched = Fetched(names, None, scales, cursor)
+                else:
+                    rows = list(cursor.fetchall())
+                    fetched = Fetched(names, rows, [_scale(d) for d in cursor.description])
             finally:
-                cursor.close()
+                if not self.client_side_result:
+                    cursor.close()
             connection.commit()  # end the read transaction: the next read sees new commits
         except Exception:
             connection.invalidate()
             raise
         finally:
             connection.close()
-        return Fetched(names, rows, [_scale(d) for d in self.last_description])
+        return fetched
 
     def _cursor(self, connection: Any) -> Any:
         if self.dialect_name == "postgresql" and self.config.binary_protocol:

@@ -10,10 +10,15 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
+from itertools import starmap
 from typing import Any
 
-from gridwatch.record import Record
+import msgspec
+
+from gridwatch.record import EncodedRecords, Record, topic_name
 from gridwatch.sources.sql.config import SqlIncrementalConfig
 from gridwatch.sources.sql.cursor import Key
 from gridwatch.sources.sql.database import Fetched
@@ -27,13 +32,76 @@ from gridwatch.sources.sql.values import (
 )
 
 
+class _Envelope(msgspec.Struct, omit_defaults=True, gc=False):
+    """:class:`Record`'s wire layout (the same fields, order and defaults), any object as data."""
+
+    producer: str
+    type: str
+    timestamp: int
+    id: str = msgspec.field(name="_id", default="")
+    type_prefix: str = "raw"
+    version: str | None = None
+    data: Any = None
+
+
+_encode = msgspec.json.Encoder().encode
+_LENGTHS = [n.to_bytes(8, "little") for n in range(256)]
+
+
 @dataclass
 class Converted:
-    """A page as records, with each row's commit value and key (as the database gave them)."""
+    """A page as envelope JSON lines, with each row's commit value and key (as the database
+    gave them), and the converted columns from which :class:`Record` objects are built only
+    when something downstream reads them."""
 
-    records: list[Record]
+    topic: str
+    lines: list[bytes]
     values: list[Any]
-    keys: list[Key]
+    key_columns: list[Sequence[Any]]
+    names: tuple[str, ...]
+    stamps: list[int]
+    ids: list[str]
+    columns: list[list[Any]]
+    config: SqlIncrementalConfig
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def keys(self) -> Iterator[Key]:
+        """Each row's key, in order (made on the fly: a page of tuples would keep the cyclic
+        garbage collector busy)."""
+        return zip(*self.key_columns, strict=True)
+
+    def versions(self) -> Iterator[tuple[Any, Key]]:
+        """Each row's ``(commit value, key)``, in order."""
+        return zip(self.values, self.keys(), strict=True)
+
+    def key(self, row: int) -> Key:
+        """One row's key."""
+        return tuple(column[row] for column in self.key_columns)
+
+    def records(self, rows: list[int] | None = None) -> EncodedRecords:
+        """The page's records (or those of ``rows``), as lines ready for the bus."""
+        lines = self.lines if rows is None else [self.lines[i] for i in rows]
+        return EncodedRecords(self.topic, lines, partial(self.build, rows))
+
+    def build(self, rows: list[int] | None = None) -> list[Record]:
+        """:class:`Record` objects of every row (or of ``rows``), equal to what the lines hold."""
+        cfg, names = self.config, self.names
+        data = list(zip(*self.columns, strict=True))
+        chosen = range(len(self.lines)) if rows is None else rows
+        return [
+            Record(
+                producer=cfg.producer,
+                type=cfg.record_type,
+                timestamp=self.stamps[i],
+                id=self.ids[i],
+                type_prefix=cfg.type_prefix,
+                version=cfg.version,
+                data=dict(zip(names, data[i], strict=True)),
+            )
+            for i in chosen
+        ]
 
 
 class RowConverter:
@@ -46,6 +114,7 @@ class RowConverter:
         for part in (config.producer.encode(), config.record_type.encode()):
             self._hash_base.update(len(part).to_bytes(8, "little") + part)
         self._layout: tuple[tuple[str, ...], int, list[int]] | None = None
+        self._row_struct: tuple[tuple[str, ...], type[msgspec.Struct] | None] | None = None
 
     def _columns(self, names: list[str]) -> tuple[tuple[str, ...], int, list[int]]:
         """Output names, the commit column's index and the key columns' indexes."""
@@ -61,13 +130,14 @@ class RowConverter:
     def last_cursor(self, page: Fetched) -> tuple[Any, ...]:
         """The ``(commit value, *key)`` of a page's last row."""
         _, commit, keys = self._columns(page.names)
-        last = page.rows[-1]
+        last = page.last_row
+        assert last is not None, "an empty page has no last row"
         return (last[commit], *(last[i] for i in keys))
 
     def convert(self, page: Fetched) -> Converted:
-        """Records for every row of a page, in order."""
-        # Tens of thousands of new containers would trigger the cyclic GC many times over;
-        # none of them can be part of a cycle.
+        """Envelope lines for every row of a page, in order."""
+        # The page's row tuples are made and freed in here: the cyclic GC would otherwise walk
+        # every one of them (a cache miss per value); nothing made here can be in a cycle.
         enabled = gc.isenabled()
         gc.disable()
         try:
@@ -79,12 +149,9 @@ class RowConverter:
     def _convert(self, page: Fetched) -> Converted:
         cfg = self.config
         names, commit, key_indexes = self._columns(page.names)
-        columns = list(zip(*page.rows, strict=True)) if page.rows else []
+        columns = list(zip(*page.take_rows(), strict=True)) if len(page) else []
         values = list(columns[commit]) if columns else []
-        if len(key_indexes) == 1:
-            keys: list[Key] = [(k,) for k in columns[key_indexes[0]]] if columns else []
-        else:
-            keys = list(zip(*(columns[i] for i in key_indexes), strict=True)) if columns else []
+        key_columns: list[Sequence[Any]] = [columns[i] for i in key_indexes] if columns else []
         converted = []
         for index, column in enumerate(columns):
             sample = first_not_null(column)
@@ -100,30 +167,67 @@ class RowConverter:
         if cfg.time_format == "epoch_ms" and self.axis.kind.is_time and columns:
             known = [v if isinstance(v, int) else None for v in converted[commit]]
         stamps = self._timestamps(values, known)
-        ids = self._ids(keys, values)
-        records = [
-            Record(
-                producer=cfg.producer,
-                type=cfg.record_type,
-                timestamp=stamp,
-                id=id_,
-                type_prefix=cfg.type_prefix,
-                version=cfg.version,
-                data=dict(zip(names, row, strict=True)),
-            )
-            for stamp, id_, row in zip(stamps, ids, zip(*converted, strict=True), strict=True)
-        ]
-        return Converted(records, values, keys)
+        ids = self._ids(key_columns, values)
+        lines = self._lines(names, stamps, ids, converted)
+        topic = topic_name(cfg.producer, cfg.type_prefix, cfg.record_type)
+        return Converted(topic, lines, values, key_columns, names, stamps, ids, converted, cfg)
 
-    def _ids(self, keys: list[Key], values: list[Any]) -> list[str]:
+    def _lines(
+        self, names: tuple[str, ...], stamps: list[int], ids: list[str], columns: list[list[Any]]
+    ) -> list[bytes]:
+        """Envelope JSON lines, encoded straight from the columns (no Record, no dict per row)."""
+        cfg = self.config
+        row_type = self._row_type(names)
+        rows = zip(*columns, strict=True)
+        if row_type is None:
+            data: Iterable[Any] = (dict(zip(names, row, strict=True)) for row in rows)
+        else:
+            data = starmap(row_type, rows)
+        producer, type_, prefix, version = (
+            cfg.producer,
+            cfg.record_type,
+            cfg.type_prefix,
+            cfg.version,
+        )
+        return [
+            _encode(_Envelope(producer, type_, stamp, id_, prefix, version, row))
+            for stamp, id_, row in zip(stamps, ids, data, strict=True)
+        ]
+
+    def _row_type(self, names: tuple[str, ...]) -> type[msgspec.Struct] | None:
+        """A struct that encodes a row as the JSON object ``{name: value, ...}`` in order
+        (``None`` when names repeat: a dict keeps the last value, as before)."""
+        if self._row_struct is None or self._row_struct[0] != names:
+            if len(set(names)) == len(names):
+                fields = [f"c{i}" for i in range(len(names))]
+                struct: type[msgspec.Struct] | None = msgspec.defstruct(
+                    "Row",
+                    [(f, Any) for f in fields],
+                    rename=dict(zip(fields, names, strict=True)),
+                    gc=False,
+                )
+            else:
+                struct = None
+            self._row_struct = (names, struct)
+        return self._row_struct[1]
+
+    def _ids(self, key_columns: list[Sequence[Any]], values: list[Any]) -> list[str]:
         """128-bit ids of (producer, type, key, commit value): one per row version."""
         base = self._hash_base
-        single = len(self.config.key_columns) == 1
+        if len(key_columns) == 1:
+            key_tokens = [token(k) for k in key_columns[0]]
+        else:
+            key_tokens = [b"\x1f".join(map(token, key)) for key in zip(*key_columns, strict=True)]
         ids = []
-        for key, value in zip(keys, values, strict=True):
-            key_bytes = token(key[0]) if single else b"\x1f".join(token(k) for k in key)
+        value_tokens: dict[Any, bytes] = {}  # rows share commit values: format each once
+        for key_bytes, value in zip(key_tokens, values, strict=True):
+            value_token = value_tokens.get(value)
+            if value_token is None:
+                value_token = value_tokens[value] = token(value)
+            size = len(key_bytes)
+            length = _LENGTHS[size] if size < 256 else size.to_bytes(8, "little")
             h = base.copy()
-            h.update(len(key_bytes).to_bytes(8, "little") + key_bytes + token(value))
+            h.update(length + key_bytes + value_token)
             ids.append(h.hexdigest())
         return ids
 

@@ -136,11 +136,11 @@ class SqlIncrementalSource(Source):
         if lower <= cursor.value:
             while True:
                 page = await self._call(self.db.fetch, lower, after, cursor.value, cfg.batch_rows)
-                self.context.metrics.inc(self.id, "sql_rows_reread", len(page.rows))
+                self.context.metrics.inc(self.id, "sql_rows_reread", len(page))
                 batch = self._late_rows(page)
                 if batch is not None:
                     yield batch
-                if len(page.rows) < cfg.batch_rows:
+                if len(page) < cfg.batch_rows:
                     break
                 after = self.rows.last_cursor(page)
         cursor.scanned_at = now
@@ -159,49 +159,65 @@ class SqlIncrementalSource(Source):
         converted = self.rows.convert(page)
         fresh = [
             i
-            for i, (value, key) in enumerate(zip(converted.values, converted.keys, strict=True))
+            for i, (value, key) in enumerate(converted.versions())
             if not cursor.was_emitted(value, key)
         ]
-        self.context.metrics.inc(self.id, "sql_rows_already_emitted", len(page.rows) - len(fresh))
+        self.context.metrics.inc(self.id, "sql_rows_already_emitted", len(page) - len(fresh))
         if not fresh:
             return None
         for i in fresh:
-            cursor.remember(converted.values[i], converted.keys[i])
+            cursor.remember(converted.values[i], converted.key(i))
         log.warning(
             "sql source %s: %d rows committed late behind the cursor were caught by the rescan",
             self.id,
             len(fresh),
         )
         self.context.metrics.inc(self.id, "sql_rows_late", len(fresh))
-        records = [converted.records[i] for i in fresh]
-        return SourceBatch(records, position=cursor.to_json())
+        return SourceBatch(converted.records(fresh), position=cursor.to_json())
 
     async def _forward(self, now: float) -> AsyncIterator[SourceBatch]:
         cfg, cursor, axis = self.config, self.cursor, self.axis
         upper = axis.from_epoch(now - cfg.safety_lag_s) if axis.kind.is_time else None
         committed = cursor.value if cursor.value is not None else axis.floor()
         after = None if cursor.value is None or cursor.key is None else self._after()
-        pending = asyncio.ensure_future(self._read_page(committed, after, upper))
+        first = asyncio.ensure_future(self._fetch(committed, after, upper))
+        pending = asyncio.ensure_future(self._next_page(first, upper))
+        fetching: asyncio.Future[Fetched] | None = first
         try:
             while True:
-                page, converted = await pending
-                full = len(page.rows) >= cfg.batch_rows
-                if full:  # fetch and convert the next page while this one is delivered
-                    after = self.rows.last_cursor(page)
-                    pending = asyncio.ensure_future(self._read_page(after[0], after, upper))
-                if page.rows:
+                converted, fetching = await pending
+                if fetching is not None:  # convert the next page while this one is delivered
+                    pending = asyncio.ensure_future(self._next_page(fetching, upper))
+                if len(converted):
                     yield self._forward_rows(converted, now)
-                if not full:
+                if fetching is None:
                     return
         finally:
-            if not pending.done():
-                pending.cancel()
+            if pending.done() and not pending.cancelled() and pending.exception() is None:
+                fetching = pending.result()[1]  # started by a page that was never delivered
+            for task in (pending, fetching):
+                if task is not None and not task.done():
+                    task.cancel()
 
-    async def _read_page(
-        self, committed: Any, after: tuple[Any, ...] | None, upper: Any
-    ) -> tuple[Fetched, Converted]:
-        page = await self._call(self.db.fetch, committed, after, upper, self.config.batch_rows)
-        return page, await asyncio.to_thread(self.rows.convert, page)
+    async def _next_page(
+        self, fetching: asyncio.Future[Fetched], upper: Any
+    ) -> tuple[Converted, asyncio.Future[Fetched] | None]:
+        """A fetched page, converted; the query for the page after it is sent first, so the
+        database works on it while this one is converted (``None`` after the last page)."""
+        page = await fetching
+        following = None
+        if len(page) >= self.config.batch_rows:
+            after = self.rows.last_cursor(page)
+            following = asyncio.ensure_future(self._fetch(after[0], after, upper))
+        try:
+            return await asyncio.to_thread(self.rows.convert, page), following
+        except BaseException:
+            if following is not None:
+                following.cancel()
+            raise
+
+    async def _fetch(self, committed: Any, after: tuple[Any, ...] | None, upper: Any) -> Fetched:
+        return await self._call(self.db.fetch, committed, after, upper, self.config.batch_rows)
 
     def _after(self) -> tuple[Any, ...]:
         assert self.cursor.key is not None
@@ -209,27 +225,27 @@ class SqlIncrementalSource(Source):
 
     def _forward_rows(self, converted: Converted, now: float) -> SourceBatch:
         cfg, cursor = self.config, self.cursor
-        self.context.metrics.inc(self.id, "sql_rows_read", len(converted.records))
-        records = converted.records
+        self.context.metrics.inc(self.id, "sql_rows_read", len(converted))
+        records = converted.records()
         if cursor.seen:  # a rescan may have emitted rows tied with the cursor's value
             fresh = [
                 i
-                for i, (value, key) in enumerate(zip(converted.values, converted.keys, strict=True))
+                for i, (value, key) in enumerate(converted.versions())
                 if not cursor.was_emitted(value, key)
             ]
-            if len(fresh) < len(records):
+            if len(fresh) < len(converted):
                 self.context.metrics.inc(
-                    self.id, "sql_rows_already_emitted", len(records) - len(fresh)
+                    self.id, "sql_rows_already_emitted", len(converted) - len(fresh)
                 )
-                records = [records[i] for i in fresh]
-        cursor.value, cursor.key = converted.values[-1], converted.keys[-1]
+                records = converted.records(fresh)
+        cursor.value, cursor.key = converted.values[-1], converted.key(-1)
         self._adapt_kind(cursor.value)
         if self.axis.kind.is_time and cfg.rescan_window_s > 0:
             bound = self._rescan_bound(cursor.value, now)
             cursor.forget_before(bound)
-            for value, key in zip(converted.values, converted.keys, strict=True):
-                if value >= bound:  # older rows are beyond any future rescan
-                    cursor.remember(value, key)
+            values = converted.values
+            for i in [i for i, value in enumerate(values) if value >= bound]:
+                cursor.remember(values[i], converted.key(i))  # older: beyond any rescan
         epoch = self.axis.to_epoch(cursor.value)
         if epoch is not None:
             self.lags[self.id] = max(0.0, self.clock() - epoch)

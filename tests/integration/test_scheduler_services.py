@@ -87,7 +87,7 @@ def test_hanging_service_fails_http_checks_and_is_restarted(tmp_path: Path) -> N
 
     async def main() -> None:
         async with running(scheduler):
-            await until(lambda: scheduler.describe()["services"][0]["pid"] is not None, 10)
+            await until(lambda: scheduler.describe()["services"][0].get("pid") is not None, 10)
             pids.append(scheduler.describe()["services"][0]["pid"])
             await until(lambda: any(r.state == "unhealthy" for r in finished(scheduler, "web")), 15)
             await until(lambda: scheduler.describe()["services"][0]["state"] == "running", 10)

@@ -44,7 +44,13 @@ from gridwatch.serving.tiers import DAY_MS, HOUR_MS, MINUTE_MS
 
 INFLUX = urllib.parse.urlsplit(os.environ.get("GRIDWATCH_INFLUXDB_URL", "http://127.0.0.1:18086"))
 BIN_MS = 10 * MINUTE_MS
-RETENTION = {"raw": 48 * HOUR_MS, "10m": 400 * DAY_MS, "1h": 800 * DAY_MS, "1d": None}
+RETENTION = {
+    "raw": 48 * HOUR_MS,
+    "10m": 400 * DAY_MS,
+    "30m": 400 * DAY_MS,
+    "1h": 800 * DAY_MS,
+    "1d": None,
+}
 
 
 def value_at(series: int, ts: int) -> float:

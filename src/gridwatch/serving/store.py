@@ -1,4 +1,4 @@
-"""The embedded time-series store: raw points and 10 min / 1 h / 1 d rollups in DuckDB.
+"""The embedded time-series store: raw points and 10 min / 30 min / 1 h / 1 d rollups in DuckDB.
 
 One :class:`TimeSeriesStore` holds one DuckDB database. The sink writes it from worker threads
 and the query API reads it from others: every thread works on its own cursor of the one
@@ -9,6 +9,10 @@ of itself (``rid`` is empty for points identified by time, as in InfluxDB, and t
 for events). Every write recomputes the rollup bins it touched from the tier below, so a
 revised bin replaces its older revision in every tier. A bin whose source rows have already
 expired (a write later than the finer tier's retention) is merged into instead.
+
+A rollup tier that a store starts keeping later (the 30-minute tier of a store written before
+it existed) is filled from the finer tier's kept bins when the store opens; one it no longer
+keeps is dropped, since nothing would keep its bins up to date.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import msgspec
 import pyarrow as pa
 
 from gridwatch.serving.points import Point, numeric_value
-from gridwatch.serving.tiers import RAW, ROLLUPS, TIERS, Tier
+from gridwatch.serving.tiers import RAW, ROLLUPS, Tier, kept
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -116,6 +120,8 @@ class TimeSeriesStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention_ms = dict(retention_ms)
+        self.tiers = kept(self.retention_ms)
+        self.rollups = self.tiers[1:]
         self.clock = clock
         self._db = duckdb.connect(str(path))
         self._local = threading.local()
@@ -123,8 +129,23 @@ class TimeSeriesStore:
         self._write_lock = threading.Lock()
         cur = self.cursor()
         cur.execute(_SCHEMA)
+        existing = {
+            row[0] for row in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        source = RAW
+        for tier in self.rollups:
+            if tier.table not in existing:
+                # One transaction: a crash between creating and filling must not leave it empty.
+                cur.execute("BEGIN")
+                cur.execute(_ROLLUP_SCHEMA.format(table=tier.table))
+                if source is not RAW:
+                    _fill_from(cur, tier, source)
+                cur.execute("COMMIT")
+            source = tier
         for tier in ROLLUPS:
-            cur.execute(_ROLLUP_SCHEMA.format(table=tier.table))
+            if tier not in self.rollups and tier.table in existing:
+                # Bins this store no longer keeps would go stale: keeping it again refills them.
+                cur.execute(f"DROP TABLE {tier.table}")
         self._series: dict[int, Series] = {}
         for sid, measurement, tags in cur.execute(
             "SELECT series_id, measurement, tags FROM series"
@@ -209,7 +230,7 @@ class TimeSeriesStore:
                 self._write_series(cur, staged.new_series.values())
                 self._upsert_points(cur)
                 source = RAW
-                for tier in ROLLUPS:
+                for tier in self.rollups:
                     self._roll_up(cur, tier, source)
                     source = tier
                 cur.execute("COMMIT")
@@ -302,7 +323,7 @@ class TimeSeriesStore:
         deleted = 0
         with self._write_lock:
             cur = self.cursor()
-            for tier in TIERS:
+            for tier in self.tiers:
                 if self.retention_ms.get(tier.name) is None:
                     continue
                 column = "ts" if tier is RAW else "bin"
@@ -325,6 +346,16 @@ class TimeSeriesStore:
     def close(self) -> None:
         """Close the database (every thread's cursor with it)."""
         self._db.close()
+
+
+def _fill_from(cur: duckdb.DuckDBPyConnection, tier: Tier, source: Tier) -> None:
+    """Fill a newly kept rollup tier from the bins of the finer ``source`` tier."""
+    width = tier.width_ms
+    cur.execute(
+        f"INSERT INTO {tier.table} SELECT series_id, field, (bin // {width}) * {width} AS b, "
+        "sum(n), sum(total), min(lo), max(hi), arg_max(last_value, last_ts), max(last_ts) "
+        f"FROM {source.table} GROUP BY series_id, field, b ORDER BY series_id, field, b"
+    )
 
 
 _OPEN: dict[Path, TimeSeriesStore] = {}
@@ -351,4 +382,4 @@ def close_store(store: TimeSeriesStore) -> None:
 
 def describe(store: TimeSeriesStore) -> dict[str, Any]:
     """Row counts per tier, for the pipeline page."""
-    return {tier.name: store.count_rows(tier) for tier in TIERS}
+    return {tier.name: store.count_rows(tier) for tier in store.tiers}

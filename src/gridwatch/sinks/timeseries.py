@@ -33,6 +33,9 @@ class TimeseriesConfig(SinkConfig, PointRules):
     retention_10m_days: float | None = Field(
         35.0, gt=0, description="Keep 10-minute bins this long (null: forever)."
     )
+    retention_30m_days: float | None = Field(
+        35.0, gt=0, description="Keep 30-minute bins this long (null: forever)."
+    )
     retention_1h_days: float | None = Field(
         800.0, gt=0, description="Keep 1-hour bins this long (null: forever)."
     )
@@ -59,6 +62,7 @@ class TimeseriesConfig(SinkConfig, PointRules):
         return {
             "raw": ms(self.retention_raw_hours, HOUR_MS),
             "10m": ms(self.retention_10m_days, DAY_MS),
+            "30m": ms(self.retention_30m_days, DAY_MS),
             "1h": ms(self.retention_1h_days, DAY_MS),
             "1d": ms(self.retention_1d_days, DAY_MS),
         }
@@ -66,7 +70,7 @@ class TimeseriesConfig(SinkConfig, PointRules):
 
 @register("timeseries")
 class TimeseriesSink(Sink):
-    """Stores numeric fields in DuckDB with 10 min / 1 h / 1 d rollups; serves ``/api/v1/query``."""
+    """Stores numeric fields in DuckDB with 10 min to 1 d rollups; serves ``/api/v1/query``."""
 
     Config = TimeseriesConfig
     config: TimeseriesConfig

@@ -16,7 +16,13 @@ from pydantic import Field
 from gridwatch.api.serving import serving_of
 from gridwatch.components import Batch, Sink, SinkConfig, WriteResult, register
 from gridwatch.serving.points import PointMaker, PointRules
-from gridwatch.serving.store import StagedPoints, TimeSeriesStore, close_store, open_store
+from gridwatch.serving.store import (
+    DEFAULT_THREADS,
+    StagedPoints,
+    TimeSeriesStore,
+    close_store,
+    open_store,
+)
 from gridwatch.serving.tiers import DAY_MS, HOUR_MS
 
 
@@ -48,6 +54,12 @@ class TimeseriesConfig(SinkConfig, PointRules):
     )
     flush_points: int = Field(
         200_000, ge=1, description="Write buffered points once this many are waiting."
+    )
+    duckdb_threads: int = Field(
+        DEFAULT_THREADS,
+        ge=1,
+        description="Threads DuckDB may use for one query or write (more helps large scans "
+        "on an idle machine; one is cheaper and steadier on a busy one).",
     )
     retention_check_interval_s: float = Field(
         300.0, gt=0, description="How often expired rows are deleted."
@@ -89,7 +101,7 @@ class TimeseriesSink(Sink):
         return self.config.status_fields
 
     def open(self, state: Any) -> None:
-        self.store = open_store(self.path, self.config.retention_ms())
+        self.store = open_store(self.path, self.config.retention_ms(), self.config.duckdb_threads)
         self.maker = PointMaker(self.config)
         self.staged = StagedPoints()
         self.last_retention = 0.0

@@ -9,6 +9,7 @@ value, so a zoomed-out view never hides a short outage.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Collection, Mapping
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from gridwatch.serving.store import Series, TimeSeriesStore
@@ -317,21 +319,54 @@ def _read_field(
     start = (query.start_ms // width) * width
     params = [ids, group_of, name, start, query.end_ms]
     columns = store.cursor().execute(sql, params).fetchnumpy()
-    order = np.lexsort((columns["t"], columns["grp"]))
-    groups = columns["grp"][order]
-    times = columns["t"][order]
-    values = columns["v"][order]
-    bounds = np.flatnonzero(np.diff(groups)) + 1
-    firsts = [0, *bounds.tolist()]
-    lasts = [*bounds.tolist(), len(groups)]
     return [
         SeriesResult(
             name,
-            group_tags[int(groups[first])],
+            group_tags[group],
             aggregate,
-            JsonArray(_encode(times[first:last].tolist()), last - first),
-            JsonArray(_encode(values[first:last].tolist()), last - first),
+            JsonArray(_encode(times.tolist()), len(times)),
+            JsonArray(_encode(values.tolist()), len(times)),
         )
-        for first, last in zip(firsts, lasts, strict=True)
-        if last > first
+        for group, times, values in _by_group(
+            columns["grp"],
+            columns["t"],
+            columns["v"],
+            start=start,
+            width=width,
+            count=len(group_tags),
+        )
     ]
+
+
+Columns = npt.NDArray[Any]
+
+
+def _by_group(
+    groups: Columns, times: Columns, values: Columns, *, start: int, width: int, count: int
+) -> list[tuple[int, Columns, Columns]]:
+    """Each group's bucket times and values in time order, from unordered bucket rows."""
+    if not len(times):
+        return []
+    slots = int((times.max() - start) // width) + 1
+    index = groups.astype(np.int64) * slots + (times - start) // width
+    if count * slots > 4 * len(index) + 4096:  # sparse: sort rather than lay out every slot
+        order = np.argsort(index)
+        groups, times, values = groups[order], times[order], values[order]
+        bounds = [0, *(np.flatnonzero(np.diff(groups)) + 1).tolist(), len(groups)]
+        return [
+            (int(groups[first]), times[first:last], values[first:last])
+            for first, last in itertools.pairwise(bounds)
+        ]
+    # Dense (the usual case): scatter into a group x slot grid, read each group's filled slots.
+    filled = np.zeros(count * slots, dtype=bool)
+    filled[index] = True
+    grid = np.empty(count * slots, dtype=values.dtype)
+    grid[index] = values
+    slot_times = start + np.arange(slots, dtype=np.int64) * width
+    out: list[tuple[int, Columns, Columns]] = []
+    for group in range(count):
+        row = slice(group * slots, (group + 1) * slots)
+        mask = filled[row]
+        if mask.any():
+            out.append((group, slot_times[mask], grid[row][mask]))
+    return out

@@ -44,7 +44,13 @@ from gridwatch.serving.tiers import DAY_MS, HOUR_MS, MINUTE_MS
 
 INFLUX = urllib.parse.urlsplit(os.environ.get("GRIDWATCH_INFLUXDB_URL", "http://127.0.0.1:18086"))
 BIN_MS = 10 * MINUTE_MS
-RETENTION = {"raw": 48 * HOUR_MS, "10m": 400 * DAY_MS, "1h": 800 * DAY_MS, "1d": None}
+RETENTION = {
+    "raw": 48 * HOUR_MS,
+    "10m": 400 * DAY_MS,
+    "30m": 400 * DAY_MS,
+    "1h": 800 * DAY_MS,
+    "1d": None,
+}
 
 
 def value_at(series: int, ts: int) -> float:
@@ -210,6 +216,31 @@ def compare(
     )
 
 
+def scale_queries() -> list[tuple[str, dict[str, str]]]:
+    """Queries that show the cost of reading finer tiers than the planner would."""
+    return [
+        (
+            "every 10-min bin of the year",
+            {"measurement": "bench_one", "start": "-365d", "max_points": "100000", "tier": "10m"},
+        ),
+        (
+            "100 series x 30 days from 10-min bins, as before the 30-min tier",
+            {
+                "measurement": "bench_many",
+                "start": "-30d",
+                "max_points": "1000",
+                "group_by": "host",
+                "tier": "10m",
+            },
+        ),
+    ]
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages (it is shared: read figures against it)."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100, help="timed requests per query")
@@ -238,6 +269,7 @@ def main() -> None:
         f"machine: {platform.machine()} {os.cpu_count()} cores, {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}, DuckDB {duckdb.__version__}"
     )
+    print(f"load average: {load_average()}")
     cases = [
         ("1 series x 1 year of 10-min bins", "bench_one", "", 365),
         ("100 series x 30 days, by host", "bench_many", "host", 30),
@@ -253,13 +285,12 @@ def main() -> None:
                 title=title,
                 case=(measurement, group_by, days),
             )
-        full = {"measurement": "bench_one", "start": "-365d", "max_points": "100000", "tier": "10m"}
-        latencies, answer = timed(ours, "/api/v1/query?" + urllib.parse.urlencode(full), 20)
-        p50, p95 = percentiles(latencies)
-        print(
-            f"\nfor scale, every 10-min bin of the year ({answer['points']} points): "
-            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms"
-        )
+        for label, params in scale_queries():
+            latencies, answer = timed(ours, "/api/v1/query?" + urllib.parse.urlencode(params), 20)
+            p50, p95 = percentiles(latencies)
+            print(f"\nfor scale, {label} ({answer['points']} points, tier {answer['tier']}):")
+            print(f"  p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+        print(f"\nload average at the end: {load_average()}")
     finally:
         ours.close()
         theirs.close()

@@ -100,7 +100,10 @@ async def _query(request: web.Request) -> web.StreamResponse:
     fmt = request.query.get("format", "json")
     if fmt not in _CONTENT_TYPES:
         raise web.HTTPBadRequest(text=f"format: {fmt!r} is not json, csv or arrow")
-    result, body = await asyncio.to_thread(_answer, store, query, status_fields, fmt)
+    try:
+        result, body = await asyncio.to_thread(_answer, store, query, status_fields, fmt)
+    except QueryError as exc:  # a forced tier that this store does not keep
+        raise web.HTTPBadRequest(text=str(exc)) from None
     headers = {
         "X-Gridwatch-Tier": result.plan.tier.name,
         "X-Gridwatch-Interval-Ms": str(result.plan.bucket_ms),

@@ -1,4 +1,4 @@
-"""The embedded time-series store: raw points and 10 min / 1 h / 1 d rollups in DuckDB.
+"""The embedded time-series store: raw points and 10 min / 30 min / 1 h / 1 d rollups in DuckDB.
 
 One :class:`TimeSeriesStore` holds one DuckDB database. The sink writes it from worker threads
 and the query API reads it from others: every thread works on its own cursor of the one
@@ -9,6 +9,10 @@ of itself (``rid`` is empty for points identified by time, as in InfluxDB, and t
 for events). Every write recomputes the rollup bins it touched from the tier below, so a
 revised bin replaces its older revision in every tier. A bin whose source rows have already
 expired (a write later than the finer tier's retention) is merged into instead.
+
+A rollup tier that a store starts keeping later (the 30-minute tier of a store written before
+it existed) is filled from the finer tier's kept bins when the store opens; one it no longer
+keeps is dropped, since nothing would keep its bins up to date.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import msgspec
 import pyarrow as pa
 
 from gridwatch.serving.points import Point, numeric_value
-from gridwatch.serving.tiers import RAW, ROLLUPS, TIERS, Tier
+from gridwatch.serving.tiers import RAW, ROLLUPS, Tier, kept
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -104,6 +108,12 @@ class StagedPoints:
         )
 
 
+DEFAULT_THREADS = 1
+"""DuckDB threads per store. Queries and writes here are small (tens of milliseconds); on a
+busy machine one thread per query does the same work with less CPU, and a parallel query's
+latency is that of its most delayed thread."""
+
+
 class TimeSeriesStore:
     """A DuckDB database of series, points and rollups; safe to use from many threads."""
 
@@ -112,24 +122,48 @@ class TimeSeriesStore:
         path: Path,
         retention_ms: Mapping[str, int | None],
         clock: Callable[[], float] = time.time,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention_ms = dict(retention_ms)
+        self.tiers = kept(self.retention_ms)
+        self.rollups = self.tiers[1:]
         self.clock = clock
-        self._db = duckdb.connect(str(path))
+        self._db = duckdb.connect(str(path), config={"threads": threads})
         self._local = threading.local()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         cur = self.cursor()
         cur.execute(_SCHEMA)
+        existing = {
+            row[0] for row in cur.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        source = RAW
+        for tier in self.rollups:
+            if tier.table not in existing:
+                # One transaction: a crash between creating and filling must not leave it empty.
+                cur.execute("BEGIN")
+                cur.execute(_ROLLUP_SCHEMA.format(table=tier.table))
+                if source is not RAW:
+                    _fill_from(cur, tier, source)
+                cur.execute("COMMIT")
+            source = tier
         for tier in ROLLUPS:
-            cur.execute(_ROLLUP_SCHEMA.format(table=tier.table))
+            if tier not in self.rollups and tier.table in existing:
+                # Bins this store no longer keeps would go stale: keeping it again refills them.
+                cur.execute(f"DROP TABLE {tier.table}")
         self._series: dict[int, Series] = {}
-        for sid, measurement, tags in cur.execute(
-            "SELECT series_id, measurement, tags FROM series"
-        ).fetchall():
-            self._series[sid] = Series(sid, measurement, msgspec.json.decode(tags))
+        self._by_measurement: dict[str, dict[int, Series]] = {}
+        self._add_series(
+            Series(sid, measurement, msgspec.json.decode(tags))
+            for sid, measurement, tags in cur.execute(
+                "SELECT series_id, measurement, tags FROM series"
+            ).fetchall()
+        )
+        # Field names per measurement, kept in memory: a query without ``fields`` needs them.
+        self._fields: dict[str, set[str]] = {}
+        self._load_fields(cur)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """This thread's connection to the database."""
@@ -148,31 +182,33 @@ class TimeSeriesStore:
     def series_of(self, measurement: str) -> list[Series]:
         """Every series of ``measurement``."""
         with self._lock:
-            return [s for s in self._series.values() if s.measurement == measurement]
+            return list(self._by_measurement.get(measurement, {}).values())
 
     def measurements(self) -> dict[str, int]:
         """Measurement names with their number of series."""
         with self._lock:
-            counts: dict[str, int] = {}
-            for s in self._series.values():
-                counts[s.measurement] = counts.get(s.measurement, 0) + 1
-            return dict(sorted(counts.items()))
+            return {name: len(series) for name, series in sorted(self._by_measurement.items())}
 
     def fields_of(self, measurement: str) -> list[str]:
         """The field names that ``measurement`` has in the coarsest tier."""
-        ids = [s.id for s in self.series_of(measurement)]
-        if not ids:
-            return []
-        rows = (
-            self.cursor()
-            .execute(
-                "SELECT DISTINCT field FROM rollup_1d WHERE series_id IN (SELECT unnest(?))"
-                " ORDER BY field",
-                [ids],
-            )
-            .fetchall()
-        )
-        return [row[0] for row in rows]
+        with self._lock:
+            return sorted(self._fields.get(measurement, ()))
+
+    def _add_series(self, new: Iterable[Series]) -> None:
+        for series in new:
+            self._series[series.id] = series
+            self._by_measurement.setdefault(series.measurement, {})[series.id] = series
+
+    def _load_fields(self, cur: duckdb.DuckDBPyConnection) -> None:
+        rows = cur.execute(
+            "SELECT DISTINCT s.measurement, r.field "
+            "FROM rollup_1d r JOIN series s USING (series_id)"
+        ).fetchall()
+        fields: dict[str, set[str]] = {}
+        for measurement, name in rows:
+            fields.setdefault(measurement, set()).add(name)
+        with self._lock:
+            self._fields = fields
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -209,9 +245,10 @@ class TimeSeriesStore:
                 self._write_series(cur, staged.new_series.values())
                 self._upsert_points(cur)
                 source = RAW
-                for tier in ROLLUPS:
+                for tier in self.rollups:
                     self._roll_up(cur, tier, source)
                     source = tier
+                written = cur.execute("SELECT DISTINCT series_id, field FROM batch").fetchall()
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -219,7 +256,9 @@ class TimeSeriesStore:
             finally:
                 cur.unregister("staged")
             with self._lock:
-                self._series.update(staged.new_series)
+                self._add_series(staged.new_series.values())
+                for sid, name in written:
+                    self._fields.setdefault(self._series[sid].measurement, set()).add(name)
 
     def _write_series(self, cur: duckdb.DuckDBPyConnection, new: Iterable[Series]) -> None:
         rows = [(s.id, s.measurement, _json.encode(s.tags).decode()) for s in new]
@@ -302,7 +341,7 @@ class TimeSeriesStore:
         deleted = 0
         with self._write_lock:
             cur = self.cursor()
-            for tier in TIERS:
+            for tier in self.tiers:
                 if self.retention_ms.get(tier.name) is None:
                     continue
                 column = "ts" if tier is RAW else "bin"
@@ -310,6 +349,8 @@ class TimeSeriesStore:
                     f"DELETE FROM {tier.table} WHERE {column} < ?", [self._cutoff(tier)]
                 ).fetchone()
                 deleted += int(row[0]) if row else 0
+            if deleted:
+                self._load_fields(cur)
         return deleted
 
     def checkpoint(self) -> None:
@@ -327,17 +368,29 @@ class TimeSeriesStore:
         self._db.close()
 
 
+def _fill_from(cur: duckdb.DuckDBPyConnection, tier: Tier, source: Tier) -> None:
+    """Fill a newly kept rollup tier from the bins of the finer ``source`` tier."""
+    width = tier.width_ms
+    cur.execute(
+        f"INSERT INTO {tier.table} SELECT series_id, field, (bin // {width}) * {width} AS b, "
+        "sum(n), sum(total), min(lo), max(hi), arg_max(last_value, last_ts), max(last_ts) "
+        f"FROM {source.table} GROUP BY series_id, field, b ORDER BY series_id, field, b"
+    )
+
+
 _OPEN: dict[Path, TimeSeriesStore] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def open_store(path: Path, retention_ms: Mapping[str, int | None]) -> TimeSeriesStore:
+def open_store(
+    path: Path, retention_ms: Mapping[str, int | None], threads: int = DEFAULT_THREADS
+) -> TimeSeriesStore:
     """The process's one store object for ``path`` (DuckDB allows one per file)."""
     key = path.resolve()
     with _OPEN_LOCK:
         store = _OPEN.get(key)
         if store is None:
-            store = TimeSeriesStore(key, retention_ms)
+            store = TimeSeriesStore(key, retention_ms, threads=threads)
             _OPEN[key] = store
         return store
 
@@ -351,4 +404,4 @@ def close_store(store: TimeSeriesStore) -> None:
 
 def describe(store: TimeSeriesStore) -> dict[str, Any]:
     """Row counts per tier, for the pipeline page."""
-    return {tier.name: store.count_rows(tier) for tier in TIERS}
+    return {tier.name: store.count_rows(tier) for tier in store.tiers}

@@ -16,7 +16,13 @@ from pydantic import Field
 from gridwatch.api.serving import serving_of
 from gridwatch.components import Batch, Sink, SinkConfig, WriteResult, register
 from gridwatch.serving.points import PointMaker, PointRules
-from gridwatch.serving.store import StagedPoints, TimeSeriesStore, close_store, open_store
+from gridwatch.serving.store import (
+    DEFAULT_THREADS,
+    StagedPoints,
+    TimeSeriesStore,
+    close_store,
+    open_store,
+)
 from gridwatch.serving.tiers import DAY_MS, HOUR_MS
 
 
@@ -33,6 +39,9 @@ class TimeseriesConfig(SinkConfig, PointRules):
     retention_10m_days: float | None = Field(
         35.0, gt=0, description="Keep 10-minute bins this long (null: forever)."
     )
+    retention_30m_days: float | None = Field(
+        35.0, gt=0, description="Keep 30-minute bins this long (null: forever)."
+    )
     retention_1h_days: float | None = Field(
         800.0, gt=0, description="Keep 1-hour bins this long (null: forever)."
     )
@@ -45,6 +54,12 @@ class TimeseriesConfig(SinkConfig, PointRules):
     )
     flush_points: int = Field(
         200_000, ge=1, description="Write buffered points once this many are waiting."
+    )
+    duckdb_threads: int = Field(
+        DEFAULT_THREADS,
+        ge=1,
+        description="Threads DuckDB may use for one query or write (more helps large scans "
+        "on an idle machine; one is cheaper and steadier on a busy one).",
     )
     retention_check_interval_s: float = Field(
         300.0, gt=0, description="How often expired rows are deleted."
@@ -59,6 +74,7 @@ class TimeseriesConfig(SinkConfig, PointRules):
         return {
             "raw": ms(self.retention_raw_hours, HOUR_MS),
             "10m": ms(self.retention_10m_days, DAY_MS),
+            "30m": ms(self.retention_30m_days, DAY_MS),
             "1h": ms(self.retention_1h_days, DAY_MS),
             "1d": ms(self.retention_1d_days, DAY_MS),
         }
@@ -66,7 +82,7 @@ class TimeseriesConfig(SinkConfig, PointRules):
 
 @register("timeseries")
 class TimeseriesSink(Sink):
-    """Stores numeric fields in DuckDB with 10 min / 1 h / 1 d rollups; serves ``/api/v1/query``."""
+    """Stores numeric fields in DuckDB with 10 min to 1 d rollups; serves ``/api/v1/query``."""
 
     Config = TimeseriesConfig
     config: TimeseriesConfig
@@ -85,7 +101,7 @@ class TimeseriesSink(Sink):
         return self.config.status_fields
 
     def open(self, state: Any) -> None:
-        self.store = open_store(self.path, self.config.retention_ms())
+        self.store = open_store(self.path, self.config.retention_ms(), self.config.duckdb_threads)
         self.maker = PointMaker(self.config)
         self.staged = StagedPoints()
         self.last_retention = 0.0

@@ -273,11 +273,20 @@ class EnvelopeDecoder:
 
     def _normalise_all(self, wires: list[_Wire], body: bytes) -> DecodeResult:
         result = DecodeResult()
+        records = result.records
         clock = self._clock()
+        names = self._valid_names
         originals: list[msgspec.Raw] | None = None
         for index, wire in enumerate(wires):
+            # The common case inline: names seen before and an epoch number in range.
+            ts = wire.timestamp
+            if type(ts) is int and wire.producer in names and wire.type in names:
+                ms = ts * 1000 if -_MS_THRESHOLD < ts < _MS_THRESHOLD else ts
+                if clock.earliest_ms <= ms <= clock.latest_ms:
+                    records.append(_record(wire, ms))
+                    continue
             try:
-                result.records.append(self._normalise(wire, clock))
+                records.append(self._normalise(wire, clock))
             except RecordError as exc:
                 # Keep the sender's exact bytes for the dead letter (decoded only when needed).
                 originals = originals or _raw_list_decoder.decode(body)
@@ -294,24 +303,13 @@ class EnvelopeDecoder:
         value = wire.timestamp
         if value is None:
             ts = clock.now_ms
-        elif type(value) is int and -_MS_THRESHOLD < value < _MS_THRESHOLD:  # the common case
-            ts = value * 1000
+        elif type(value) is int:  # the common case: epoch seconds or milliseconds
+            ts = value * 1000 if -_MS_THRESHOLD < value < _MS_THRESHOLD else value
         else:
             ts = to_epoch_ms_at("$.timestamp", value)
         if not clock.earliest_ms <= ts <= clock.latest_ms:
             self._explain_time(ts)
-        return Record(
-            wire.producer,
-            wire.type,
-            ts,
-            wire.id or record_id(wire.producer, wire.type, ts, wire.data),
-            wire.type_prefix,
-            wire.host,
-            None if wire.version is None else str(wire.version),
-            wire.data,
-            wire.idb_tags,
-            wire.idb_fields,
-        )
+        return _record(wire, ts)
 
     def _check_name(self, field: str, name: str) -> None:
         if not _NAME.match(name):
@@ -337,6 +335,22 @@ class EnvelopeDecoder:
         raise RecordError(
             f"$.timestamp: {format_ms(ts)} is more than {self.policy.max_past_s:g} s in the past"
         )
+
+
+def _record(wire: _Wire, ts: int) -> Record:
+    """The record of a validated envelope whose timestamp is ``ts`` (UTC ms)."""
+    return Record(
+        wire.producer,
+        wire.type,
+        ts,
+        wire.id or record_id(wire.producer, wire.type, ts, wire.data),
+        wire.type_prefix,
+        wire.host,
+        None if wire.version is None else str(wire.version),
+        wire.data,
+        wire.idb_tags,
+        wire.idb_fields,
+    )
 
 
 def _reason(index: int, exc: Exception) -> str:

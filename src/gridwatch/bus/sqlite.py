@@ -60,6 +60,7 @@ ORDER BY base_offset LIMIT :n
 """
 
 Durability = Literal["full", "normal"]
+PAGE_SIZE = 16384
 
 
 class SqliteBus:
@@ -83,6 +84,9 @@ class SqliteBus:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+            # Batches are blobs of hundreds of kB: 16 kB pages write them with a quarter of the
+            # system calls of the 4 kB default. Only takes effect when the file is created.
+            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._sync}")
             conn.execute("PRAGMA busy_timeout=60000")

@@ -147,6 +147,11 @@ def encode_lines(records: Iterable[Record]) -> list[bytes]:
     return [enc(r) for r in records]
 
 
+def encode_joined(records: Sequence[Record]) -> bytes:
+    """Records as envelope JSON lines joined by newlines, in one call (no trailing newline)."""
+    return _encoder.encode_lines(records)[:-1]
+
+
 def decode_lines(lines: Sequence[bytes]) -> list[Record]:
     """Decode envelope lines that gridwatch itself wrote (already validated)."""
     return _records_decoder.decode(b"[" + b",".join(lines) + b"]")

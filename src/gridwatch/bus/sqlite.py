@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from gridwatch.bus.base import Entry, GroupState, Slice, TopicInfo
+from gridwatch.bus.base import Entry, GroupState, Slice, TopicInfo, joined
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics(
@@ -153,7 +153,7 @@ class SqliteBus:
                 (topic_id, origin),
             )
             self._known_origins.add((topic, origin))
-        payload = b"\n".join(lines)
+        payload = joined(lines)
         (base,) = conn.execute(
             "UPDATE topics SET next_offset = next_offset + ?, bytes = bytes + ? WHERE id = ? "
             "RETURNING next_offset - ?",

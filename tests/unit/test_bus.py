@@ -11,7 +11,7 @@ import pytest
 
 from gridwatch.bus import SqliteBus
 from gridwatch.bus.base import JoinedLines
-from gridwatch.bus.sqlite import PAGE_SIZE
+from gridwatch.bus.sqlite import CHECKPOINT_BYTES, PAGE_SIZE
 
 
 def lines(prefix: str, n: int) -> list[bytes]:
@@ -155,3 +155,6 @@ def test_new_bus_files_use_large_pages(bus: SqliteBus) -> None:
     with sqlite3.connect(bus.path) as conn:
         assert conn.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert bus._conn().execute("PRAGMA wal_autocheckpoint").fetchone() == (
+        CHECKPOINT_BYTES // PAGE_SIZE,
+    )

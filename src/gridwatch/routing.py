@@ -9,12 +9,12 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from gridwatch.bus.base import Bus, Entry
+from gridwatch.bus.base import Bus, Entry, JoinedLines
 from gridwatch.components import Transform
 from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.deadletter import dead_letter
 from gridwatch.metrics import Metrics
-from gridwatch.record import EncodedRecords, Record, encode, encode_lines, topic_name
+from gridwatch.record import EncodedRecords, Record, encode, encode_joined, topic_name
 
 log = logging.getLogger(__name__)
 DEADLETTER_ORIGIN = "_deadletter"
@@ -116,4 +116,7 @@ def by_topic(origin: str, records: Sequence[Record]) -> list[Entry]:
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for record in records:
         groups[(record.producer, record.type_prefix, record.type)].append(record)
-    return [(topic_name(*key), origin, encode_lines(group)) for key, group in groups.items()]
+    return [
+        (topic_name(*key), origin, JoinedLines(encode_joined(group), len(group)))
+        for key, group in groups.items()
+    ]

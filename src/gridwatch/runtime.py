@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import signal
 import time
@@ -124,6 +125,9 @@ class Runtime:
         )
         await self.server.start(self.listen)
         await asyncio.to_thread(self._open_transforms)
+        # Modules, configuration and components live as long as the process: keep the cyclic
+        # collector from walking them again and again while batches come and go.
+        gc.freeze()
         sources = [
             asyncio.create_task(self._run_source(c))
             for c in self.components.values()
@@ -160,6 +164,7 @@ class Runtime:
             await asyncio.to_thread(self._close_transforms)
             await self.server.stop()
             self.bus.close()
+            gc.unfreeze()
             log.info("pipeline stopped")
 
     # -- sources -------------------------------------------------------------------------

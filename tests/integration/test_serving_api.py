@@ -70,10 +70,17 @@ def get_json(url: str) -> Any:
     return json.loads(body)
 
 
-def wait_for(check: Any, timeout_s: float = 20.0) -> Any:
+def wait_for(check: Any, timeout_s: float = 30.0) -> Any:
+    """``check()``'s first true value; an answer that is not 200 yet (the store is still
+    opening: 503) counts as not ready until the time is up."""
     deadline = time.monotonic() + timeout_s
     while True:
-        value = check()
+        try:
+            value = check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            value = None
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.2)

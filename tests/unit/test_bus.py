@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from gridwatch.bus import SqliteBus
+from gridwatch.bus.base import JoinedLines
+from gridwatch.bus.sqlite import CHECKPOINT_BYTES, PAGE_SIZE
 
 
 def lines(prefix: str, n: int) -> list[bytes]:
@@ -109,3 +112,49 @@ def test_several_processes_append_without_losing_offsets(tmp_path: Path) -> None
     got = [line for s in bus.read("t", 0, 1000) for line in s.lines]
     assert len(got) == 150 and len(set(got)) == 150
     assert bus.topics()["t"].end == 150
+
+
+def test_joined_lines_are_stored_as_they_are_and_offsets_stay_consecutive(
+    bus: SqliteBus,
+) -> None:
+    joined = JoinedLines(b"j0\nj1\nj2", 3)
+    assert len(joined) == 3 and joined[1] == b"j1" and list(joined) == [b"j0", b"j1", b"j2"]
+    bus.append([("t", "src", lines("a", 2))])  # first append of a topic: a transaction
+    bus.append([("t", "src", joined)])  # known topic and origin: one statement
+    bus.append([("t", "src", lines("b", 1)), ("u", "src", JoinedLines(b"u0", 1))])
+    bus.append([("t", "src", JoinedLines(b"", 0))])  # nothing to append
+    bus.append([("t", "src", lines("c", 2))], position=("src", {"cursor": 9}))
+    got = bus.read("t", 0, 100)
+    assert [(s.offset, s.lines) for s in got] == [
+        (0, [b"a0", b"a1"]),
+        (2, [b"j0", b"j1", b"j2"]),
+        (5, [b"b0"]),
+        (6, [b"c0", b"c1"]),
+    ]
+    topics = bus.topics()
+    assert (topics["t"].start, topics["t"].end) == (0, 8)
+    assert topics["t"].bytes == len(b"a0\na1") + len(b"j0\nj1\nj2") + len(b"b0") + len(b"c0\nc1")
+    assert (topics["u"].end, topics["u"].bytes) == (1, 2)
+    assert bus.position("src") == {"cursor": 9}
+
+
+def test_a_second_bus_on_the_same_file_continues_the_offsets(tmp_path: Path) -> None:
+    first = SqliteBus(tmp_path / "bus.db")
+    first.append([("t", "src", lines("a", 2))])
+    first.append([("t", "src", lines("b", 2))])
+    second = SqliteBus(tmp_path / "bus.db")
+    second.append([("t", "src", lines("c", 2))])
+    first.append([("t", "src", lines("d", 2))])
+    got = [(s.offset, s.lines[0]) for s in second.read("t", 0, 100)]
+    assert got == [(0, b"a0"), (2, b"b0"), (4, b"c0"), (6, b"d0")]
+    assert first.topics()["t"].end == 8
+
+
+def test_new_bus_files_use_large_pages(bus: SqliteBus) -> None:
+    bus.append([("t", "src", lines("a", 1))])
+    with sqlite3.connect(bus.path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert bus._conn().execute("PRAGMA wal_autocheckpoint").fetchone() == (
+        CHECKPOINT_BYTES // PAGE_SIZE,
+    )

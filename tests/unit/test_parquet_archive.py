@@ -75,6 +75,14 @@ def test_lines_that_are_not_envelopes_are_rejected_alone() -> None:
     assert table.column("envelope").to_pylist() == [g.decode() for g in good]
 
 
+def test_envelope_column_holds_each_line_exactly() -> None:
+    batch = lines({"site": "Zürich", "note": "a\nb", "emoji": "🛰"}, {"n": 2}, {})
+    table, rejected = lines_to_table(batch)
+    assert rejected == []
+    assert table.column("envelope").type == pa.string()
+    assert table.column("envelope").to_pylist() == [line.decode() for line in batch]
+
+
 def test_partitions_by_day_and_rolls_on_drift(context: Context, tmp_path: Path) -> None:
     s = sink(context, tmp_path)
     first = lines({"n": 1, "site": "CERN"}, ts=T0)

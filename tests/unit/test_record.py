@@ -14,6 +14,7 @@ from gridwatch.record import (
     RecordError,
     TimePolicy,
     decode_lines,
+    encode_joined,
     encode_lines,
     record_id,
     to_epoch_ms,
@@ -150,3 +151,35 @@ def test_encoding_round_trips_any_payload(data: dict[str, object]) -> None:
     (back,) = decode_lines(encode_lines([record]))
     assert back == record
     assert back.data == data
+
+
+def test_encode_joined_is_the_lines_joined_by_newlines() -> None:
+    records = decoder().decode_objects([env(data={"n": i, "s": "é\n"}) for i in range(3)]).records
+    assert encode_joined(records) == b"\n".join(encode_lines(records))
+    assert encode_joined([]) == b""
+
+
+def test_array_fast_path_matches_the_general_path() -> None:
+    """Records decoded from a JSON array (common case inline) equal one-by-one decoding."""
+    ms = int(NOW_S * 1000)
+    envelopes = [
+        env(timestamp=ms),  # epoch milliseconds
+        env(timestamp=int(NOW_S) - 5),  # epoch seconds
+        env(producer="atlas", type="transfers", timestamp=ms + 1),  # names not seen yet
+        env(timestamp=NOW_S + 0.5),  # a float
+        env(timestamp="2027-01-15T08:00:00Z"),  # a string
+        env(timestamp=ms + 10 * 3600 * 1000),  # too far in the future
+        env(producer="Bad Name", timestamp=ms),
+        env(timestamp=ms, _id="given"),
+        env(timestamp=None),
+    ]
+    body = json.dumps(envelopes).encode()
+    fast = decoder().decode_json(body)
+    one_by_one = [decoder().decode_json(json.dumps(e).encode()) for e in envelopes]
+    assert fast.records == [r for result in one_by_one for r in result.records]
+    assert [(r.index, r.reason) for r in fast.rejected] == [
+        (5, one_by_one[5].rejected[0].reason.replace("$[0]", "$[5]")),
+        (6, one_by_one[6].rejected[0].reason.replace("$[0]", "$[6]")),
+    ]
+    assert [json.loads(r.raw) for r in fast.rejected] == [envelopes[5], envelopes[6]]
+    assert fast.records[0].timestamp == ms and fast.records[1].timestamp == (int(NOW_S) - 5) * 1000

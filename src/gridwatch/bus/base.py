@@ -10,10 +10,45 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any, Protocol, overload
 
 Entry = tuple[str, str, Sequence[bytes]]
 """What to append: (topic, origin, lines)."""
+
+
+class JoinedLines(Sequence[bytes]):
+    """Lines kept as one newline-joined buffer, as a batch encoder produces them.
+
+    A bus stores the buffer as it is instead of joining the lines again; the lines themselves
+    are split out only if somebody asks for them.
+    """
+
+    def __init__(self, payload: bytes, size: int) -> None:
+        self.payload = payload
+        self.size = size
+
+    @cached_property
+    def lines(self) -> list[bytes]:
+        """The separate lines."""
+        return self.payload.split(b"\n") if self.size else []
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        return self.lines[index]
+
+
+def joined(lines: Sequence[bytes]) -> bytes:
+    """``lines`` joined by newlines (without copying when they already are)."""
+    return lines.payload if isinstance(lines, JoinedLines) else b"\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ connections) to a real `gridwatch run` process. The rate counts records until th
 written all of them. The baseline, measured in the same run, is the same pipeline with the
 `jsonl` sink (NDJSON files) instead of the Parquet archive.
 
-    .venv/bin/python benchmarks/ingest_archive_rate.py [--seconds 15] [--concurrency 6]
+    .venv/bin/python -m benchmarks.ingest_archive_rate [--seconds 15] [--concurrency 6]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 
 import aiohttp
 
-from ingest_common import RECORDS_PER_REQUEST, Pipeline, bodies, machine, post
+from benchmarks.ingest_common import RECORDS_PER_REQUEST, Pipeline, bodies, machine, post
 
 
 async def sustained_rate(

@@ -5,7 +5,7 @@ then sends requests on a fixed schedule at half that rate (open loop: a slow ans
 delay the next request) to a fresh `gridwatch run`, and reports latency percentiles. The
 baseline in the same run is the latency of a single request on the idle pipeline.
 
-    .venv/bin/python benchmarks/ingest_latency.py [--seconds 15] [--rate RECORDS_PER_S]
+    .venv/bin/python -m benchmarks.ingest_latency [--seconds 15] [--rate RECORDS_PER_S]
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 
 import aiohttp
 
-from ingest_archive_rate import sustained_rate
-from ingest_common import RECORDS_PER_REQUEST, Pipeline, bodies, machine, post
+from benchmarks.ingest_archive_rate import sustained_rate
+from benchmarks.ingest_common import RECORDS_PER_REQUEST, Pipeline, bodies, machine, post
 
 
 async def timed(session: aiohttp.ClientSession, url: str, body: bytes) -> float:

@@ -13,7 +13,7 @@ group by six keys, count, active time and two quantiles. gridwatch is measured t
 PySpark runs in local mode on one core (``local[1]``) over the NDJSON file, timed after the
 JVM is up, with its own equivalent SQL (proportional float shares and ``percentile_approx``
 instead of exact integer shares and a sketch). ``--rounds`` repeats the gridwatch runs.
-Usage: python benchmarks/jobs_aggregate_spread.py [--records N] [--rounds 3] [--no-spark]
+Usage: python -m benchmarks.jobs_aggregate_spread [--records N] [--rounds 3] [--no-spark]
 """
 
 from __future__ import annotations

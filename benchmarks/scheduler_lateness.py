@@ -4,7 +4,7 @@ Lateness is measured where it matters: the moment the task's own process starts 
 the child), minus the slot's time. Baseline in the same run: a bare asyncio loop that sleeps
 until the same slot times and spawns the same command, with no ledger, claim or record.
 
-    .venv/bin/python benchmarks/scheduler_lateness.py [--slots 60] [--period 0.2] [--postgres URL]
+    .venv/bin/python -m benchmarks.scheduler_lateness [--slots 60] [--period 0.2] [--postgres URL]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A small HTTP service is killed with SIGKILL; "back" is when the restarted proces
 HTTP again. Baseline in the same run: starting the same service by hand and waiting for its
 first answer (the part of the figure that is the service's own start-up, not the supervisor).
 
-    .venv/bin/python benchmarks/service_restart.py [--crashes 10]
+    .venv/bin/python -m benchmarks.service_restart [--crashes 10]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ The same points are written to the InfluxDB server of ``scripts/services.d/40-in
 (``GRIDWATCH_INFLUXDB_URL``, default http://127.0.0.1:18086), which answers the same questions
 with ``GROUP BY time(...)`` at the bucket width gridwatch chose. Target: gridwatch p95 < 50 ms.
 
-    .venv/bin/python benchmarks/serving_query.py [--requests 100]
+    .venv/bin/python -m benchmarks.serving_query [--requests 100]
 """
 
 from __future__ import annotations

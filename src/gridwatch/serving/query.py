@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
@@ -22,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from gridwatch.record import RecordError, to_epoch_ms
 from gridwatch.serving.store import Series, TimeSeriesStore
 from gridwatch.serving.tiers import BY_NAME, RAW, Plan, plan
 
@@ -173,18 +173,9 @@ def parse_time(text: str, now_ms: int) -> int:
     if match:
         return now_ms - round(float(match.group(2)) * _UNIT_MS[match.group(3)])
     try:
-        number = float(value)
-    except ValueError:
-        pass
-    else:
-        return round(number if abs(number) >= 1e11 else number * 1000)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return to_epoch_ms(value)
+    except RecordError:
         raise QueryError(f"cannot read time {text!r} (use now, -6h, epoch or ISO 8601)") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return round(parsed.timestamp() * 1000)
 
 
 def parse_query(params: Mapping[str, str], where: list[str], now_ms: int) -> Query:

@@ -183,6 +183,10 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        if self.server is None:  # dropped while this connection was being made: cut it too
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
         self.writers.update((writer, up_writer))
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

@@ -4,6 +4,7 @@ collectors writing to the bus."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -125,9 +126,14 @@ def test_overlapping_runs(tmp_path: Path, allow_overlap: bool) -> None:
         assert states == ["succeeded"] * 4
         assert runs[1].started_ms < runs[0].ended_ms  # type: ignore[operator]
     else:
-        assert states.count("succeeded") == 2 and states.count("skipped") == 2
+        # How many slots fall inside a run depends on how fast processes start; what must hold
+        # is that runs never overlap and every slot that found one running was skipped.
+        assert set(states) == {"succeeded", "skipped"} and states[0] == "succeeded"
         skipped = [r for r in runs if r.state == "skipped"]
         assert all(r.reason == "the previous run is still running" for r in skipped)
+        ran = sorted((r for r in runs if r.state == "succeeded"), key=lambda r: r.slot_ms)
+        for earlier, later in itertools.pairwise(ran):
+            assert later.started_ms >= earlier.ended_ms  # type: ignore[operator]
     assert len({r.slot_ms for r in runs}) == 4
 
 

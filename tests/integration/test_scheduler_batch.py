@@ -180,7 +180,8 @@ def test_dependencies_run_after_parents_succeed(tmp_path: Path) -> None:
     schedule = {
         "tasks": {
             "extract": {
-                "schedule": f"R3/{soon(0.3)}/PT0.6S",
+                # Room for the whole chain to finish before the next slot on a loaded machine.
+                "schedule": f"R3/{soon(0.3)}/PT1.5S",
                 "command": [
                     "sh",
                     "-c",
@@ -209,7 +210,7 @@ def test_dependencies_run_after_parents_succeed(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with running(scheduler):
-            await until(lambda: len(finished(scheduler, "extract")) == 3, 10)
+            await until(lambda: len(finished(scheduler, "extract")) == 3, 20)
             await asyncio.sleep(0.5)
 
     asyncio.run(main())

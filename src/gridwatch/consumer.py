@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,13 @@ class BusReader:
             if piece.origin in self.origins:
                 lines.extend(piece.lines)
         return Polled(topic, lines, slices[-1].end, lost)
+
+    async def each_topic(self) -> AsyncIterator[Polled]:
+        """One poll of every followed topic that has new lines, one topic at a time."""
+        for topic in await self.topics():
+            polled = await self.poll(topic)
+            if polled is not None:
+                yield polled
 
     def advance(self, polled: Polled) -> None:
         """Mark ``polled`` as handled: its offset is committed with the next commit."""

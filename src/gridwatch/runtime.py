@@ -266,10 +266,7 @@ class Runtime:
         try:
             while not stalled and await self._more_to_consume(reader):
                 busy = False
-                for topic in await reader.topics():
-                    polled = await reader.poll(topic)
-                    if polled is None:
-                        continue
+                async for polled in reader.each_topic():
                     busy = True
                     stalled = not await self._write(sink, polled)
                     if stalled:

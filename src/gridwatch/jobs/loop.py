@@ -101,10 +101,7 @@ class StreamJob(Job):
         try:
             while not stop.is_set():
                 busy = False
-                for topic in await reader.topics():
-                    polled = await reader.poll(topic)
-                    if polled is None:
-                        continue
+                async for polled in reader.each_topic():
                     busy = True
                     self.context.metrics.inc(self.id, "received", len(polled.lines))
                     self.context.metrics.inc(self.id, "dropped", polled.lost)

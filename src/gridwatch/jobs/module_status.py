@@ -98,10 +98,7 @@ class ModuleStatusJob(Job):
         while not stop.is_set():
             busy = False
             changes: list[Record] = []
-            for topic in await reader.topics():
-                polled = await reader.poll(topic)
-                if polled is None:
-                    continue
+            async for polled in reader.each_topic():
                 busy = True
                 self.context.metrics.inc(self.id, "dropped", polled.lost)
                 changes.extend(self._take(decode_lines(polled.lines)))

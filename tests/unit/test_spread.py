@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch.jobs.bins import AggSpec, Columns, Measure, partials
-from gridwatch.jobs.spread import apportion, spread
+from gridwatch.jobs.spread import _by_remainder, apportion, spread
 
 BIN = 600_000
 
@@ -155,3 +155,14 @@ def test_order_and_batching_do_not_change_bins(
     assert sum(acc.sums.get("bytes", 0) for acc in whole.values()) == sum(r[2] for r in rows)
     assert sum(acc.active_ms for acc in whole.values()) == sum(r[1] for r in rows)
     assert sum(acc.ended for acc in whole.values()) == len(rows)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 2**40)), min_size=1, max_size=60))
+def test_one_key_sort_orders_pieces_as_the_two_key_sort(pieces: list[tuple[int, int]]) -> None:
+    pieces.sort(key=lambda piece: piece[0])  # pieces come grouped by record
+    row = arr([p[0] for p in pieces])
+    remainder = arr([p[1] for p in pieces])
+    two_keys = np.lexsort((-remainder, row))
+    assert _by_remainder(row, remainder, int(remainder.max()) + 1).tolist() == two_keys.tolist()
+    # A bound too wide for one int64 key takes the two-key sort.
+    assert _by_remainder(row, remainder, 2**61).tolist() == two_keys.tolist()

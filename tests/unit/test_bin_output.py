@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch.jobs.aggregate import AggregateConfig, AggregateCore
-from gridwatch.jobs.bins import Acc
+from gridwatch.jobs.bins import Acc, BinKey
+from gridwatch.jobs.cells import Cells
 from gridwatch.jobs.output import quantiles
 from gridwatch.jobs.sketch import Sketch
-from gridwatch.jobs.windows import WindowState
+from gridwatch.jobs.table import BinTable
 from gridwatch.record import encode
 
 sketch_counts = st.dictionaries(
@@ -29,17 +30,33 @@ def test_bulk_quantiles_equal_the_sketch(counts: list[dict[int, int] | None], q:
 
 
 def acc_strategy() -> st.SearchStrategy[Acc]:
+    """Accumulators as the jobs build them: a sum is present exactly when it counts values,
+    min and max together, a sketch only with them."""
     values = st.floats(-1e12, 1e12, allow_nan=False)
+
+    def build(
+        counts: tuple[int, int, int],
+        sums: dict[str, tuple[int, int]],
+        rate: tuple[float, float, dict[int, int]] | None,
+    ) -> Acc:
+        acc = Acc(*counts)
+        for name, (total, n) in sums.items():
+            acc.sums[name], acc.n[name] = total, n
+        if rate is not None:
+            low, high, buckets = rate
+            acc.mins["rate"], acc.maxs["rate"] = min(low, high), max(low, high)
+            if buckets:
+                acc.sketches["rate"] = Sketch(buckets)
+        return acc
+
     return st.builds(
-        Acc,
-        st.integers(0, 10**6),
-        st.integers(0, 10**9),
-        st.integers(0, 10**6),
-        st.dictionaries(st.sampled_from(["bytes", "rate"]), st.integers(-(10**15), 10**15)),
-        st.dictionaries(st.sampled_from(["bytes", "rate"]), st.integers(0, 10**6)),
-        st.dictionaries(st.sampled_from(["rate"]), values),
-        st.dictionaries(st.sampled_from(["rate"]), values),
-        st.dictionaries(st.sampled_from(["rate"]), sketch_counts.map(Sketch)),
+        build,
+        st.tuples(st.integers(0, 10**6), st.integers(0, 10**9), st.integers(0, 10**6)),
+        st.dictionaries(
+            st.sampled_from(["bytes", "rate"]),
+            st.tuples(st.integers(-(10**15), 10**15), st.integers(1, 10**6)),
+        ),
+        st.one_of(st.none(), st.tuples(values, values, sketch_counts)),
     )
 
 
@@ -87,36 +104,88 @@ def test_bulk_lines_equal_encoded_records(
     bins: list[tuple[int, tuple[Any, ...], Acc, int]], decimals: int, rollup_state: bool
 ) -> None:
     core = AggregateCore(config(decimals, rollup_state))
-    keys = [(start, key) for start, key, _, _ in bins]
-    accs = [acc for _, _, acc, _ in bins]
-    revisions = [revision for *_, revision in bins]
+    revision_of = {(start, key): revision for start, key, _, revision in bins}
+    cells = Cells.from_accs(core.spec, {(start, key): acc for start, key, acc, _ in bins})
+    revisions = [revision_of[key] for key in cells.bin_keys()]
     expected = [
         encode(core.record(key, acc, rev))
-        for key, acc, rev in zip(keys, accs, revisions, strict=True)
+        for (key, acc), rev in zip(cells.accs().items(), revisions, strict=True)
     ]
-    assert core.lines(keys, accs, revisions) == expected
+    assert core.lines(cells, revisions) == expected
 
 
-def restored(raw: msgspec.Raw) -> dict[str, Any]:
-    windows = WindowState(600_000, 0, 3_600_000)
-    windows.load(raw)
-    return windows.to_json()
+SPEC = config(0, True).spec()
 
 
-def test_encoded_checkpoint_restores_the_same_state_after_changes() -> None:
-    windows = WindowState(600_000, 0, 3_600_000)
-    windows.add({(0, ("a", 1)): Acc(3, 10, 1, {"b": 5}, {"b": 1}, {}, {}, {})})
-    windows.add({(600_000, ("b", None)): Acc(1, 2, 1, {}, {}, {"r": 1.5}, {"r": 2.5}, {})})
-    windows.observe(600_000)
-    assert restored(windows.to_raw()) == windows.to_json()
-    # Emitting changes revisions and dirty flags; merging changes the accumulators; the
-    # entries cached by the previous checkpoint must not be reused for those bins.
-    assert [e.key for e in windows.emit()] == [(0, ("a", 1))]
-    assert restored(windows.to_raw()) == windows.to_json()
-    windows.add({(600_000, ("b", None)): Acc(1, 0, 0, {}, {}, {}, {"r": float("inf")}, {})})
-    windows.add({(0, ("a", 1)): Acc(1, 1, 1, {"b": 1}, {"b": 1}, {}, {}, {})})
-    assert restored(windows.to_raw()) == windows.to_json()
-    assert restored(windows.to_raw())["bins"][1][2][6] == {"r": float("inf")}
-    windows.observe(10 * 600_000)
-    windows.emit()
-    assert restored(windows.to_raw()) == windows.to_json()
+def cells(accs: dict[BinKey, Acc]) -> Cells:
+    return Cells.from_accs(SPEC, accs)
+
+
+def state(table: BinTable) -> tuple[Any, ...]:
+    """Everything a table keeps, comparable."""
+    rows = table.live_rows()
+    kept = table.take(rows)
+    accs = {key: acc.to_json() for key, acc in kept.accs().items()}
+    flags = table._columns["revision"][rows].tolist(), table._columns["dirty"][rows].tolist()
+    return table.max_event_ms, accs, dict(zip(accs, zip(*flags, strict=True), strict=True))
+
+
+def restored(raw: msgspec.Raw | dict[str, Any]) -> BinTable:
+    table = BinTable(SPEC, 0, 3_600_000)
+    table.load(raw)
+    return table
+
+
+def test_checkpoint_restores_the_same_table_after_changes() -> None:
+    table = BinTable(SPEC, 0, 3_600_000)
+    rate = {"rate": Sketch({120: 2, 130: 1})}
+    table.add(cells({(0, ("a", 1)): Acc(3, 10, 1, {"bytes": 5}, {"bytes": 1}, {}, {}, {})}))
+    table.add(
+        cells({(600_000, ("b", None)): Acc(1, 2, 1, {}, {}, {"rate": 1.5}, {"rate": 2.5}, rate)})
+    )
+    table.observe(600_000)
+    assert state(restored(table.to_raw())) == state(table)
+    emitted, revisions = table.emit()
+    assert emitted.bin_keys() == [(0, ("a", 1))] and revisions.tolist() == [1]
+    assert state(restored(table.to_raw())) == state(table)
+    inf = {"rate": float("inf")}
+    table.add(cells({(600_000, ("b", None)): Acc(1, 0, 0, {}, {}, inf, inf, rate)}))
+    table.add(cells({(0, ("a", 1)): Acc(1, 1, 1, {"bytes": 1}, {"bytes": 1}, {}, {}, {})}))
+    assert state(restored(table.to_raw())) == state(table)
+    assert state(table)[1][(600_000, ("b", None))] == [
+        2,
+        2,
+        1,
+        {},
+        {},
+        {"rate": 1.5},
+        {"rate": float("inf")},
+        {"rate": [(120, 4), (130, 2)]},
+    ]
+    table.observe(10 * 600_000)
+    emitted, revisions = table.emit()
+    assert emitted.bin_keys() == [(0, ("a", 1)), (600_000, ("b", None))]
+    assert revisions.tolist() == [2, 1]
+    assert state(restored(table.to_raw())) == state(table)
+
+
+def test_checkpoint_of_earlier_versions_loads() -> None:
+    acc = Acc(3, 10, 1, {"bytes": 5}, {"bytes": 1}, {"rate": 1.0}, {"rate": 2.0}, {})
+    acc.sketches["rate"] = Sketch({3: 1, 5: 2})
+    old = {"max_event_ms": 5, "bins": [[0, ["a", 1], acc.to_json(), 2, True]]}
+    table = restored(old)
+    assert state(table) == (5, {(0, ("a", 1)): acc.to_json()}, {(0, ("a", 1)): (2, True)})
+
+
+def test_forgotten_bins_are_compacted_away() -> None:
+    table = BinTable(SPEC, 0, 0)
+    for step in range(3000):
+        start = step * 600_000
+        acc = Acc(1, 1, 1, {"bytes": step}, {"bytes": 1}, {}, {}, {})
+        table.add(cells({(start, ("g", step % 7)): acc}))
+        table.observe(start + 600_000)
+        emitted, _ = table.emit()
+        assert emitted.bin_keys() == [(start, ("g", step % 7))]
+    assert len(table) == 0
+    assert table.size < 2100  # rows of forgotten bins were reclaimed
+    assert len(table.groups) <= 7

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import random
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -10,8 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridwatch.jobs.bins import AggSpec, Columns, Measure, partials
+from gridwatch.jobs.bins import Acc, AggSpec, BinKey, Columns, Measure
+from gridwatch.jobs.cells import partials
 from gridwatch.jobs.spread import _by_remainder, apportion, spread
+from gridwatch.jobs.table import BinTable
 
 BIN = 600_000
 
@@ -130,31 +134,32 @@ keyed = st.lists(
 )
 
 
+def _merged(*batches: list[tuple[int, int, int, str]]) -> dict[BinKey, list[Any]]:
+    """The bins of the batches merged in a table, as accumulator JSON."""
+    table = BinTable(SPEC)
+    for batch in batches:
+        if batch:
+            table.add(partials(SPEC, _columns(batch)))
+    return {k: v.to_json() for k, v in table.take(table.live_rows()).accs().items()}
+
+
 @settings(max_examples=100, deadline=None)
 @given(keyed, st.randoms(use_true_random=False))
 def test_order_and_batching_do_not_change_bins(
     rows: list[tuple[int, int, int, str]], rnd: random.Random
 ) -> None:
-    whole = partials(SPEC, _columns(rows))
+    whole = _merged(rows)
     shuffled = rows[:]
     rnd.shuffle(shuffled)
-    cut = rnd.randrange(len(shuffled) + 1)
-    merged: dict = {}
-    for part in (shuffled[:cut], shuffled[cut:]):
-        if part:
-            for key, acc in partials(SPEC, _columns(part)).items():
-                if key in merged:
-                    merged[key].merge(acc)
-                else:
-                    merged[key] = acc
-    assert {k: v.to_json() for k, v in merged.items()} == {k: v.to_json() for k, v in whole.items()}
+    cuts = sorted(rnd.randrange(len(shuffled) + 1) for _ in range(3))
+    parts = [shuffled[a:b] for a, b in itertools.pairwise([0, *cuts, len(shuffled)])]
+    assert _merged(*parts) == whole
     # Re-running gives the same output, and bins add up to the totals.
-    assert {k: v.to_json() for k, v in partials(SPEC, _columns(rows)).items()} == {
-        k: v.to_json() for k, v in whole.items()
-    }
-    assert sum(acc.sums.get("bytes", 0) for acc in whole.values()) == sum(r[2] for r in rows)
-    assert sum(acc.active_ms for acc in whole.values()) == sum(r[1] for r in rows)
-    assert sum(acc.ended for acc in whole.values()) == len(rows)
+    assert _merged(rows) == whole
+    accs = [Acc.from_json(value) for value in whole.values()]
+    assert sum(acc.sums.get("bytes", 0) for acc in accs) == sum(r[2] for r in rows)
+    assert sum(acc.active_ms for acc in accs) == sum(r[1] for r in rows)
+    assert sum(acc.ended for acc in accs) == len(rows)
 
 
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 2**40)), min_size=1, max_size=60))

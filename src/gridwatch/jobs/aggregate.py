@@ -1,11 +1,12 @@
 """The ``aggregate`` job: event-time tumbling windows, group-by keys, spreading over bins.
 
 The per-batch logic (:class:`AggregateCore`) is shared with ``gridwatch batch``; the job adds
-the watermark, revisions and the correction topic (:mod:`.windows`) around it.
+the watermark, revisions and the correction topic (:mod:`.table`) around it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -21,12 +22,12 @@ from gridwatch.jobs.bins import (
     float_column,
     int_column,
     parse_measure,
-    partials,
 )
+from gridwatch.jobs.cells import Cells, partials
 from gridwatch.jobs.extract import Extraction, check, connect, quote, run_on_lines
 from gridwatch.jobs.loop import StreamJob
-from gridwatch.jobs.output import BinIds, bin_lines, envelope_prefix
-from gridwatch.jobs.windows import WindowState
+from gridwatch.jobs.output import BinIds, acc_column, bin_lines, envelope_prefix
+from gridwatch.jobs.table import BinTable
 from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128, topic_name
 
 MAX_BINS_PER_RECORD = 20_000
@@ -225,13 +226,13 @@ class AggregateCore:
             data["_acc"] = acc.to_json()
         return bin_record(cfg.producer, cfg.output_type, self.spec.bin_ms, key, data)
 
-    def lines(self, keys: list[BinKey], accs: list[Acc], revisions: list[int]) -> list[bytes]:
+    def lines(self, cells: Cells, revisions: Sequence[int]) -> list[bytes]:
         """The output lines of many bins: ``encode(self.record(...))`` of each, in bulk."""
-        extra: dict[str, list[Any]] = {"revision": revisions}
+        extra: dict[str, Sequence[Any]] = {"revision": revisions}
         if self.config.rollup_state:
-            extra["_acc"] = [acc.to_json() for acc in accs]
-        ids = [self.ids.of(key) for key in keys]
-        return bin_lines(self.prefix, ids, self.spec, keys=keys, accs=accs, extra=extra)
+            extra["_acc"] = acc_column(cells)
+        ids = self.ids.of_cells(cells)
+        return bin_lines(self.prefix, ids, self.spec, cells, extra)
 
 
 def bin_record(producer: str, type_: str, bin_ms: int, key: BinKey, data: dict[str, Any]) -> Record:
@@ -274,8 +275,8 @@ class AggregateJob(StreamJob):
     def restore(self, state: Any) -> None:
         cfg = self.config
         self.core = AggregateCore(cfg)
-        self.windows = WindowState(
-            self.core.spec.bin_ms,
+        self.windows = BinTable(
+            self.core.spec,
             round(cfg.watermark_delay_s * 1000),
             round(cfg.allowed_lateness_s * 1000),
         )
@@ -318,11 +319,9 @@ class AggregateJob(StreamJob):
     def flush(self) -> None:
         self._aggregate_pending()
         # Closed bins are published once per checkpoint, however many batches revised them.
-        emitted = self.windows.emit()
-        if emitted:
-            keys = [e.key for e in emitted]
-            lines = self.core.lines(keys, [e.acc for e in emitted], [e.revision for e in emitted])
-            self.emit_lines(self.core.topic, lines)
+        cells, revisions = self.windows.emit()
+        if len(cells):
+            self.emit_lines(self.core.topic, self.core.lines(cells, revisions.tolist()))
 
     def _correct(self, lines: list[bytes]) -> None:
         cfg = self.config

@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from gridwatch.errors import ConfigurationError
-from gridwatch.jobs.bins import Acc, BinKey, merge_into, partials
+from gridwatch.jobs.cells import partials
 from gridwatch.jobs.extract import connect, file_source, run_on_files
-from gridwatch.jobs.windows import key_order
+from gridwatch.jobs.table import BinTable
 from gridwatch.record import Record, decode_lines, decode_one
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
@@ -84,10 +84,9 @@ def aggregate_batch(
 
     core = AggregateCore(config)
     result = BatchResult()
-    bins = aggregate_bins(core, files, from_ms, to_ms, result, json_column=json_column)
-    keys = sorted((k for k in bins if from_ms <= k[0] < to_ms), key=key_order)
-    lines = core.lines(keys, [bins[key] for key in keys], [0] * len(keys))
-    result.records = decode_lines(lines)
+    table = aggregate_bins(core, files, from_ms, to_ms, result, json_column=json_column)
+    rows = table.emittable(from_ms, to_ms)
+    result.records = decode_lines(core.lines(table.take(rows), [0] * len(rows)))
     return result
 
 
@@ -99,9 +98,9 @@ def aggregate_bins(
     result: BatchResult,
     *,
     json_column: str | None = None,
-) -> dict[BinKey, Acc]:
-    """The accumulators of every bin that records touching ``[from_ms, to_ms)`` fill."""
-    bins: dict[BinKey, Acc] = {}
+) -> BinTable:
+    """The bins that records touching ``[from_ms, to_ms)`` fill."""
+    table = BinTable(core.spec)
     for chunk in run_on_files(core.conn, core.extraction, files, json_column):
         columns, _, rejected = core.columns(pa.Table.from_batches([chunk]))
         result.rows += chunk.num_rows
@@ -109,8 +108,8 @@ def aggregate_bins(
         touching = (columns.end_ms >= from_ms) & (columns.start_ms < to_ms)
         if not touching.all():
             columns = columns.take(np.flatnonzero(touching))
-        merge_into(bins, partials(core.spec, columns))
-    return bins
+        table.add(partials(core.spec, columns))
+    return table
 
 
 def rollup_batch(

@@ -18,10 +18,8 @@ In a bin, for a record with an interval:
 
 from __future__ import annotations
 
-import itertools
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +28,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gridwatch.jobs.sketch import Sketch, bucket_indexes
-from gridwatch.jobs.spread import Pieces, apportion, spread
+from gridwatch.jobs.sketch import Sketch
 
 OPS = ("sum", "mean", "min", "max")
 _MEASURE = re.compile(
@@ -229,153 +226,6 @@ def float_column(table: pa.Table, name: str) -> npt.NDArray[np.float64]:
     column = pc.fill_null(table.column(name).cast(pa.float64()), float("nan"))
     values: npt.NDArray[np.float64] = column.to_numpy(zero_copy_only=False).astype(np.float64)
     return values
-
-
-def _group_codes(keys: list[pa.Array], rows: int) -> tuple[npt.NDArray[np.int64], list[list[Any]]]:
-    """One integer per row identifying its key tuple, and each key's dictionary."""
-    codes = np.zeros(rows, dtype=np.int64)
-    dictionaries: list[list[Any]] = []
-    stride = 1
-    for column in keys:
-        chunked = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        encoded = pc.dictionary_encode(chunked, null_encoding="encode")
-        indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        dictionary = encoded.dictionary.to_pylist()
-        codes += indices * stride
-        stride *= max(1, len(dictionary))
-        dictionaries.append(dictionary)
-    return codes, dictionaries
-
-
-def _decode_groups(
-    codes: npt.NDArray[np.int64], dictionaries: list[list[Any]]
-) -> list[tuple[Any, ...]]:
-    """The key tuples of group codes (the inverse of :func:`_group_codes`)."""
-    columns: list[list[Any]] = []
-    rest = codes
-    for dictionary in dictionaries:
-        size = max(1, len(dictionary))
-        rest, index = np.divmod(rest, size)
-        columns.append(
-            [dictionary[i] for i in index.tolist()] if dictionary else [None] * len(codes)
-        )
-    if not columns:
-        return [()] * len(codes)
-    return list(zip(*columns, strict=True))
-
-
-def partials(spec: AggSpec, columns: Columns) -> dict[BinKey, Acc]:
-    """Aggregate a batch into accumulators per (bin start, key tuple)."""
-    if len(columns) == 0:
-        return {}
-    pieces = spread(columns.start_ms, columns.end_ms, spec.bin_ms)
-    codes, dictionaries = _group_codes(columns.keys, len(columns))
-    groups = max(1, int(codes.max()) + 1)
-    first_bin = int(pieces.bin_start.min()) // spec.bin_ms
-    combined = (pieces.bin_start // spec.bin_ms - first_bin) * groups + codes[pieces.row]
-    # One sort gives the cells, their boundaries and each piece's cell.
-    order = np.argsort(combined, kind="stable")
-    ordered = combined[order]
-    bounds = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    unique = ordered[bounds]
-    inverse = np.empty(len(combined), dtype=np.intp)
-    inverse[order] = np.repeat(np.arange(len(bounds)), np.diff(np.r_[bounds, len(combined)]))
-    cells = _Cells(order, bounds, inverse, len(unique))
-    counts = cells.add(np.ones(len(pieces), dtype=np.int64)).tolist()
-    active = cells.add(pieces.overlap_ms).tolist()
-    ended = cells.add(pieces.last.astype(np.int64)).tolist()
-    accs = [Acc(c, a, e) for c, a, e in zip(counts, active, ended, strict=True)]
-    _fill_sums(spec, columns, pieces, cells, accs)
-    _fill_ranges(spec, columns, pieces, cells, accs)
-    _fill_sketches(spec, columns, pieces, inverse, accs)
-    bin_index, code = np.divmod(unique, groups)
-    starts = ((first_bin + bin_index) * spec.bin_ms).tolist()
-    keys = _decode_groups(code, dictionaries)
-    return dict(zip(zip(starts, keys, strict=True), accs, strict=True))
-
-
-@dataclass
-class _Cells:
-    """Reductions of per-piece arrays into the (bin, group) cells."""
-
-    order: npt.NDArray[np.intp]
-    bounds: npt.NDArray[np.intp]
-    inverse: npt.NDArray[np.intp]
-    size: int
-
-    def add(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        return np.add.reduceat(values[self.order], self.bounds)
-
-    def fmin(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.fmin.reduceat(values[self.order], self.bounds)
-
-    def fmax(self, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        return np.fmax.reduceat(values[self.order], self.bounds)
-
-
-def _fill_sums(
-    spec: AggSpec, columns: Columns, pieces: Pieces, cells: _Cells, accs: list[Acc]
-) -> None:
-    for name in spec.summed:
-        values, valid = columns.summed[name]
-        if name in spec.spread:
-            share = apportion(values, pieces)
-            present = valid[pieces.row]
-        else:
-            share = np.where(pieces.last, values[pieces.row], 0)
-            present = pieces.last & valid[pieces.row]
-        sums = cells.add(share).tolist()
-        counts = cells.add(present.astype(np.int64)).tolist()
-        for acc, total, count in zip(accs, sums, counts, strict=True):
-            if count:
-                acc.sums[name] = total
-                acc.n[name] = count
-
-
-def _fill_ranges(
-    spec: AggSpec, columns: Columns, pieces: Pieces, cells: _Cells, accs: list[Acc]
-) -> None:
-    for name in spec.ranged:
-        values = np.where(pieces.last, columns.values[name][pieces.row], np.nan)
-        lows, highs = cells.fmin(values).tolist(), cells.fmax(values).tolist()
-        for acc, low, high in zip(accs, lows, highs, strict=True):
-            if not math.isnan(low):  # the cell has values
-                acc.mins[name] = low
-                acc.maxs[name] = high
-
-
-_BUCKET_SPAN = 1 << 17
-
-
-def _fill_sketches(
-    spec: AggSpec, columns: Columns, pieces: Pieces, inverse: npt.NDArray[np.intp], accs: list[Acc]
-) -> None:
-    for name in spec.sketched:
-        values = columns.values[name][pieces.row]
-        keep = pieces.last & ~np.isnan(values)
-        buckets = bucket_indexes(values[keep])
-        pairs = inverse[keep].astype(np.int64) * _BUCKET_SPAN + (buckets + _BUCKET_SPAN // 2)
-        unique, counts = np.unique(pairs, return_counts=True)
-        cells, bucket = np.divmod(unique, _BUCKET_SPAN)
-        bucket -= _BUCKET_SPAN // 2
-        # Pairs are sorted by cell: build each cell's bucket map in one go.
-        cell_list, bucket_list, count_list = cells.tolist(), bucket.tolist(), counts.tolist()
-        edges = np.flatnonzero(np.r_[True, np.diff(cells) != 0, True]).tolist()
-        for lo, hi in itertools.pairwise(edges):
-            accs[cell_list[lo]].sketches[name] = Sketch(
-                dict(zip(bucket_list[lo:hi], count_list[lo:hi], strict=True))
-            )
-
-
-def merge_into(target: dict[BinKey, Acc], source: Mapping[BinKey, Acc]) -> set[BinKey]:
-    """Merge partial accumulators into ``target``; return the keys that changed."""
-    for key, acc in source.items():
-        existing = target.get(key)
-        if existing is None:
-            target[key] = acc
-        else:
-            existing.merge(acc)
-    return set(source)
 
 
 def render(spec: AggSpec, bin_start: int, keys: tuple[Any, ...], acc: Acc) -> dict[str, Any]:

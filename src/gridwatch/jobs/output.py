@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
-from gridwatch.jobs.bins import Acc, AggSpec, BinKey, Measure
+from gridwatch.jobs.bins import AggSpec, BinKey, Measure
+from gridwatch.jobs.cells import Cells, Triples
 from gridwatch.jobs.sketch import Sketch, bucket_value
 from gridwatch.jobs.windows import canonical_keys
 
@@ -39,13 +42,20 @@ class BinIds:
 
     def of(self, key: BinKey) -> str:
         """The id of one bin."""
+        return self._of(str(key[0]).encode(), canonical_keys(key[1]))
+
+    def of_cells(self, cells: Cells) -> list[str]:
+        """The ids of many cells (each group's keys encoded once)."""
+        group = cells.group.tolist()
+        keys = {g: canonical_keys(cells.groups[g]) for g in set(group)}
+        return [
+            self._of(str(s).encode(), keys[g])
+            for s, g in zip(cells.start.tolist(), group, strict=True)
+        ]
+
+    def _of(self, start: bytes, keys: bytes) -> str:
         h = self._prefix.copy()
-        start = str(key[0]).encode()
-        keys = canonical_keys(key[1])
-        h.update(len(start).to_bytes(8, "little"))
-        h.update(start)
-        h.update(len(keys).to_bytes(8, "little"))
-        h.update(keys)
+        h.update(len(start).to_bytes(8, "little") + start + len(keys).to_bytes(8, "little") + keys)
         return h.hexdigest()
 
 
@@ -58,16 +68,14 @@ def bin_lines(
     prefix: bytes,
     ids: Sequence[str],
     spec: AggSpec,
-    *,
-    keys: Sequence[BinKey],
-    accs: Sequence[Acc],
+    cells: Cells,
     extra: Mapping[str, Sequence[Any]],
 ) -> list[bytes]:
-    """Envelope lines of bins: the rendered data of each, then the ``extra`` columns."""
-    names, columns = render_columns(spec, keys, accs)
+    """Envelope lines of cells: the rendered data of each, then the ``extra`` columns."""
+    names, columns = render_columns(spec, cells)
     names += list(extra)
     columns += list(extra.values())
-    starts = [str(key[0]).encode() for key in keys]
+    starts = [str(start).encode() for start in columns[0]]
     middle = b',"_id":"'
     tail = b'","type_prefix":"agg","data":'
     lines: list[bytes] = []
@@ -78,94 +86,134 @@ def bin_lines(
     return lines
 
 
-def render_columns(
-    spec: AggSpec, keys: Sequence[BinKey], accs: Sequence[Acc]
-) -> tuple[list[str], list[Sequence[Any]]]:
-    """:func:`~gridwatch.jobs.bins.render` for many bins: field names and one column each."""
+def render_columns(spec: AggSpec, cells: Cells) -> tuple[list[str], list[Sequence[Any]]]:
+    """:func:`~gridwatch.jobs.bins.render` for many cells: field names and one column each."""
     scale = 10**spec.decimals
     bin_ms = spec.bin_ms
-    starts = [key[0] for key in keys]
+    starts = cells.start.tolist()
     names = ["window_start", "window_end", "window_s", *spec.keys, "count"]
-    key_columns: list[Sequence[Any]] = list(zip(*(key[1] for key in keys), strict=True))
+    groups = [cells.groups[g] for g in cells.group.tolist()]
+    key_columns: list[Sequence[Any]] = list(zip(*groups, strict=True))
     if not key_columns:
         key_columns = [[] for _ in spec.keys]
     columns: list[Sequence[Any]] = [
         starts,
-        [start + bin_ms for start in starts],
-        [bin_ms // 1000] * len(keys),
+        (cells.start + bin_ms).tolist(),
+        [bin_ms // 1000] * len(starts),
         *key_columns,
-        [acc.count for acc in accs],
+        cells.count.tolist(),
     ]
     if spec.intervals:
-        active = [acc.active_ms for acc in accs]
         names += ["ended", "active_time_ms", "active"]
-        columns += [[acc.ended for acc in accs], active, [ms / bin_ms for ms in active]]
+        columns += [cells.ended.tolist(), cells.active.tolist(), (cells.active / bin_ms).tolist()]
     ranks: dict[str, _Ranked] = {}
     for measure in spec.measures:
         names.append(measure.name)
-        columns.append(_measure_column(measure, accs, scale, ranks))
+        columns.append(_measure_column(measure, cells, scale, ranks))
     return names, columns
 
 
 def _measure_column(
-    measure: Measure, accs: Sequence[Acc], scale: int, ranks: dict[str, _Ranked]
+    measure: Measure, cells: Cells, scale: int, ranks: dict[str, _Ranked]
 ) -> list[Any]:
     name = measure.field
     if measure.op == "sum":
-        sums = [acc.sums.get(name, 0) for acc in accs]
+        sums = cells.sums[name].tolist()
         return sums if scale == 1 else [total / scale for total in sums]
     if measure.op == "mean":
+        n = cells.n[name].tolist()
         return [
-            acc.sums.get(name, 0) / scale / acc.n[name] if acc.n.get(name, 0) else None
-            for acc in accs
+            total / scale / count if count else None
+            for total, count in zip(cells.sums[name].tolist(), n, strict=True)
         ]
-    if measure.op == "min":
-        return [acc.mins.get(name) for acc in accs]
-    if measure.op == "max":
-        return [acc.maxs.get(name) for acc in accs]
+    if measure.op in ("min", "max"):
+        return _optional((cells.mins if measure.op == "min" else cells.maxs)[name])
     if name not in ranks:
-        ranks[name] = _Ranked([acc.sketches.get(name) for acc in accs])
+        ranks[name] = _Ranked(cells.sketches[name], len(cells))
     values = ranks[name].quantile(measure.quantile or 0.0)
     # The sketch is accurate to 1 %; the exact extremes bound it.
     return [
-        None
-        if value is None
-        else min(max(value, acc.mins.get(name, value)), acc.maxs.get(name, value))
-        for value, acc in zip(values, accs, strict=True)
+        None if value is None else min(max(value, low), high)
+        for value, low, high in zip(
+            values, cells.mins[name].tolist(), cells.maxs[name].tolist(), strict=True
+        )
     ]
+
+
+def _optional(values: npt.NDArray[np.float64]) -> list[float | None]:
+    """Floats with NaN (no value) as None."""
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
+def acc_column(cells: Cells) -> list[list[Any]]:
+    """Each cell's mergeable state, as :meth:`~gridwatch.jobs.bins.Acc.to_json` writes it."""
+    count, active, ended = cells.count.tolist(), cells.active.tolist(), cells.ended.tolist()
+    sums = {name: values.tolist() for name, values in cells.sums.items()}
+    ns = {name: values.tolist() for name, values in cells.n.items()}
+    mins = {name: values.tolist() for name, values in cells.mins.items()}
+    maxs = {name: values.tolist() for name, values in cells.maxs.items()}
+    pairs = {name: _pairs(triples, len(cells)) for name, triples in cells.sketches.items()}
+    out = []
+    for i in range(len(cells)):
+        present = [name for name, n in ns.items() if n[i]]
+        ranged = [name for name, low in mins.items() if not math.isnan(low[i])]
+        out.append(
+            [
+                count[i],
+                active[i],
+                ended[i],
+                {name: sums[name][i] for name in present},
+                {name: ns[name][i] for name in present},
+                {name: mins[name][i] for name in ranged},
+                {name: maxs[name][i] for name in ranged},
+                {name: cell_pairs[i] for name, cell_pairs in pairs.items() if cell_pairs[i]},
+            ]
+        )
+    return out
+
+
+def _pairs(triples: Triples, cells: int) -> list[list[tuple[int, int]]]:
+    """Each cell's sketch as ``[(bucket, count), ...]`` (triples are sorted by cell, bucket)."""
+    pairs = list(zip(triples.bucket.tolist(), triples.count.tolist(), strict=True))
+    edges = np.searchsorted(triples.cell, np.arange(cells + 1)).tolist()
+    return [pairs[lo:hi] for lo, hi in itertools.pairwise(edges)]
 
 
 def quantiles(sketches: Sequence[Sketch | None], q: float) -> list[float | None]:
     """``Sketch.quantile(q)`` of every sketch (``None`` for missing or empty ones), at once."""
-    return _Ranked(sketches).quantile(q)
+    triples = [
+        (cell, bucket, count)
+        for cell, sketch in enumerate(sketches)
+        if sketch is not None
+        for bucket, count in sorted(sketch.counts.items())
+    ]
+    cell, bucket, count = (
+        (np.array(c, dtype=np.int64) for c in zip(*triples, strict=True))
+        if triples
+        else (np.zeros(0, np.int64),) * 3
+    )
+    return _Ranked(Triples(cell, bucket, count), len(sketches)).quantile(q)
 
 
 class _Ranked:
     """The buckets of many sketches, sorted by value within each sketch, with running counts."""
 
-    def __init__(self, sketches: Sequence[Sketch | None]) -> None:
-        counts = [s.counts if s is not None else {} for s in sketches]
-        self.sizes = np.fromiter(map(len, counts), np.int64, len(counts))
-        size = int(self.sizes.sum())
-        index = np.fromiter(itertools.chain.from_iterable(counts), np.int64, size)
-        count = np.fromiter(
-            itertools.chain.from_iterable(c.values() for c in counts), np.int64, size
-        )
-        cell = np.repeat(np.arange(len(counts)), self.sizes)
-        # Bucket indexes sort in the order of their values (negatives, zero, positives).
-        order = np.lexsort((index, cell))
-        self.index, self.cell = index[order], cell[order]
-        self.first = np.zeros(len(counts), dtype=np.int64)
+    def __init__(self, triples: Triples, cells: int) -> None:
+        # Triples are sorted by cell, then bucket; bucket indexes sort in the order of their
+        # values (negatives, zero, positives).
+        self.index, self.cell = triples.bucket, triples.cell
+        self.sizes = np.bincount(self.cell, minlength=cells).astype(np.int64)
+        self.first = np.zeros(cells, dtype=np.int64)
         np.cumsum(self.sizes[:-1], out=self.first[1:])
-        running = np.cumsum(count[order])
-        before = np.zeros(len(counts), dtype=np.int64)
+        running = np.cumsum(triples.count)
+        before = np.zeros(cells, dtype=np.int64)
         inner = (self.sizes > 0) & (self.first > 0)
         before[inner] = running[self.first[inner] - 1]
         self.seen = running - before[self.cell]
-        self.totals = np.zeros(len(counts), dtype=np.int64)
+        self.totals = np.zeros(cells, dtype=np.int64)
         has = self.sizes > 0
         self.totals[has] = running[self.first[has] + self.sizes[has] - 1] - before[has]
-        self.values = {i: bucket_value(i) for i in np.unique(index).tolist()}
+        self.values = {i: bucket_value(i) for i in np.unique(self.index).tolist()}
 
     def quantile(self, q: float) -> list[float | None]:
         """The value at rank ``q * (n - 1)`` of each sketch, as :meth:`Sketch.quantile`."""

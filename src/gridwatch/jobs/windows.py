@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from gridwatch.jobs.bins import Acc, BinKey, merge_into
+from gridwatch.jobs.bins import Acc, BinKey
 from gridwatch.record import canonical_json
 
 
@@ -49,20 +48,14 @@ def _canonical_keys(keys: tuple[Any, ...], _types: tuple[type, ...]) -> bytes:
     return canonical_json(list(keys))
 
 
-class WindowState:
-    """The bins still open or within the allowed lateness, with their revisions."""
+class Watermark:
+    """Event-time progress: the watermark, the horizon of kept bins, and lateness tests."""
 
     def __init__(self, bin_ms: int, delay_ms: int, lateness_ms: int) -> None:
         self.bin_ms = bin_ms
         self.delay_ms = delay_ms
         self.lateness_ms = lateness_ms
-        self.bins: dict[BinKey, Acc] = {}
-        self.revisions: dict[BinKey, int] = {}
-        self.dirty: set[BinKey] = set()
         self.max_event_ms: int | None = None
-        # Each bin's checkpoint entry as JSON, kept until the bin changes: a checkpoint
-        # re-encodes only the bins changed since the previous one.
-        self._encoded: dict[BinKey, bytes] = {}
 
     @property
     def watermark(self) -> int | None:
@@ -89,23 +82,26 @@ class WindowState:
             return 0
         return int(np.count_nonzero(event_bin_start + self.bin_ms <= mark))
 
-    def add(self, partial: dict[BinKey, Acc]) -> None:
-        """Merge a batch's accumulators."""
-        changed = merge_into(self.bins, partial)
-        self.dirty |= changed
-        for key in changed:
-            self._encoded.pop(key, None)
+    def observe(self, event_ms: int) -> None:
+        """Move the watermark with the latest event time seen."""
+        if self.max_event_ms is None or event_ms > self.max_event_ms:
+            self.max_event_ms = event_ms
+
+
+class WindowState(Watermark):
+    """The bins still open or within the allowed lateness, as accumulator objects, with their
+    revisions (the ``rollup`` job's state; ``aggregate`` keeps columns, see :mod:`.table`)."""
+
+    def __init__(self, bin_ms: int, delay_ms: int, lateness_ms: int) -> None:
+        super().__init__(bin_ms, delay_ms, lateness_ms)
+        self.bins: dict[BinKey, Acc] = {}
+        self.revisions: dict[BinKey, int] = {}
+        self.dirty: set[BinKey] = set()
 
     def replace(self, key: BinKey, acc: Acc) -> None:
         """Set a bin's whole state (rollups recompute it from their children)."""
         self.bins[key] = acc
         self.dirty.add(key)
-        self._encoded.pop(key, None)
-
-    def observe(self, event_ms: int) -> None:
-        """Move the watermark with the latest event time seen."""
-        if self.max_event_ms is None or event_ms > self.max_event_ms:
-            self.max_event_ms = event_ms
 
     def emit(self) -> list[Emission]:
         """The changed bins the watermark has passed (in key order); forget final bins."""
@@ -118,13 +114,11 @@ class WindowState:
             revision = self.revisions.get(key, 0) + 1
             self.revisions[key] = revision
             self.dirty.discard(key)
-            self._encoded.pop(key, None)
             out.append(Emission(key, self.bins[key], revision))
         horizon = mark - self.lateness_ms
         for key in [k for k in self.bins if k[0] + self.bin_ms <= horizon and k not in self.dirty]:
             del self.bins[key]
             self.revisions.pop(key, None)
-            self._encoded.pop(key, None)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -136,28 +130,6 @@ class WindowState:
                 for key, acc in sorted(self.bins.items(), key=lambda item: key_order(item[0]))
             ],
         }
-
-    def to_raw(self) -> msgspec.Raw:
-        """:meth:`to_json` already encoded (bins in no particular order), re-encoding only
-        the bins that changed since the last call."""
-        entries: list[bytes] = []
-        append = entries.append
-        cache = self._encoded
-        for key, acc in self.bins.items():
-            entry = cache.get(key)
-            if entry is None:
-                entry = cache[key] = _encode_entry(
-                    [
-                        key[0],
-                        list(key[1]),
-                        acc.to_json(),
-                        self.revisions.get(key, 0),
-                        key in self.dirty,
-                    ]
-                )
-            append(entry)
-        head = b'{"max_event_ms":' + msgspec.json.encode(self.max_event_ms) + b',"bins":['
-        return msgspec.Raw(head + b",".join(entries) + b"]}")
 
     def load(self, state: dict[str, Any] | msgspec.Raw | None) -> None:
         """Restore from :meth:`to_json` or :meth:`to_raw`."""
@@ -179,10 +151,3 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("a window checkpoint is a JSON object")
     return value
-
-
-def _encode_entry(entry: list[Any]) -> bytes:
-    acc = entry[2]
-    finite = all(math.isfinite(v) for part in (acc[5], acc[6]) for v in part.values())
-    # msgspec writes NaN and infinities as null; json keeps them as the state had them.
-    return msgspec.json.encode(entry) if finite else json.dumps(entry).encode()

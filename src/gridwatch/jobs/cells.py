@@ -1,0 +1,329 @@
+"""Accumulators of many (bin, group) cells as columns, and the aggregate job's table of them.
+
+A batch of records becomes :class:`Cells` (one row per cell: counts, exact sums, min, max and
+quantile sketches as arrays); the job keeps its open and recent bins in a :class:`BinTable`,
+which merges cells into rows with whole-array operations. Nothing here creates a Python
+object per cell except the index from (bin, group) to row, so the cost of a bin stays a few
+array elements however many batches touch it.
+
+Sketches are stored as (cell, bucket, count) triples sorted by cell and bucket. The table
+appends the triples of each merge and combines them (one sort) only when it needs them: at
+emission, at checkpoints, or when they have doubled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gridwatch.jobs.bins import Acc, AggSpec, BinKey, Columns
+from gridwatch.jobs.sketch import Sketch, bucket_indexes
+from gridwatch.jobs.spread import Pieces, apportion, spread
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+_SPAN = 1 << 17
+"""Bucket indexes lie well inside ±_SPAN / 2 (about ±36,000 covers every finite float)."""
+
+
+@dataclass
+class Triples:
+    """Sketch contents of many cells: ``count`` values in ``bucket`` of ``cell``."""
+
+    cell: I64
+    bucket: I64
+    count: I64
+
+    @staticmethod
+    def empty() -> Triples:
+        return Triples(*(np.zeros(0, dtype=np.int64) for _ in range(3)))
+
+    def combined(self) -> Triples:
+        """Sorted by cell and bucket, equal (cell, bucket) pairs added up."""
+        key = self.cell * _SPAN + (self.bucket + _SPAN // 2)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else key
+        counts = np.add.reduceat(self.count[order], bounds) if len(key) else key
+        cell, bucket = np.divmod(key[bounds], _SPAN)
+        return Triples(cell, bucket - _SPAN // 2, counts.astype(np.int64))
+
+    def where(self, rows: npt.NDArray[np.intp], size: int) -> Triples:
+        """The triples of ``rows`` (cells numbered 0..size-1), renumbered in ``rows`` order."""
+        position = np.full(size, -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        new_cell = position[self.cell]
+        keep = new_cell >= 0
+        return Triples(new_cell[keep], self.bucket[keep], self.count[keep]).combined()
+
+    @staticmethod
+    def concat(parts: Sequence[Triples]) -> Triples:
+        return Triples(
+            np.concatenate([p.cell for p in parts]),
+            np.concatenate([p.bucket for p in parts]),
+            np.concatenate([p.count for p in parts]),
+        )
+
+
+@dataclass
+class Cells:
+    """Accumulators of (bin start, group) cells; ``group`` indexes ``groups`` (key tuples).
+
+    ``n`` counts the values in each sum (0: no value, the sum is absent); ``mins`` and
+    ``maxs`` are NaN where a cell has no value.
+    """
+
+    start: I64
+    group: I64
+    groups: list[tuple[Any, ...]]
+    count: I64
+    active: I64
+    ended: I64
+    sums: dict[str, I64]
+    n: dict[str, I64]
+    mins: dict[str, F64]
+    maxs: dict[str, F64]
+    sketches: dict[str, Triples]
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def bin_keys(self) -> list[BinKey]:
+        """The (bin start, key tuple) of each cell."""
+        groups = self.groups
+        return [
+            (s, groups[g]) for s, g in zip(self.start.tolist(), self.group.tolist(), strict=True)
+        ]
+
+    def accs(self) -> dict[BinKey, Acc]:
+        """The cells as accumulator objects (the form rollups and old checkpoints use)."""
+        out: dict[BinKey, Acc] = {}
+        columns = _python_columns(self)
+        for i, key in enumerate(self.bin_keys()):
+            acc = out[key] = Acc(columns["count"][i], columns["active"][i], columns["ended"][i])
+            for name in self.sums:
+                if columns["n:" + name][i]:
+                    acc.sums[name] = columns["sum:" + name][i]
+                    acc.n[name] = columns["n:" + name][i]
+            for name in self.mins:
+                low, high = columns["min:" + name][i], columns["max:" + name][i]
+                if not math.isnan(low):
+                    acc.mins[name], acc.maxs[name] = low, high
+        keys = list(out)
+        for name, triples in self.sketches.items():
+            for cell, bucket, count in zip(
+                triples.cell.tolist(), triples.bucket.tolist(), triples.count.tolist(), strict=True
+            ):
+                acc = out[keys[cell]]
+                acc.sketches.setdefault(name, Sketch()).counts[bucket] = count
+        return out
+
+    @staticmethod
+    def from_accs(spec: AggSpec, accs: Mapping[BinKey, Acc]) -> Cells:
+        """Cells holding the given accumulators."""
+        keys = list(accs)
+        values = list(accs.values())
+        groups = list(dict.fromkeys(key[1] for key in keys))
+        group_of = {group: i for i, group in enumerate(groups)}
+
+        def ints(items: Sequence[int]) -> I64:
+            return np.array(items, dtype=np.int64).reshape(len(items))
+
+        def floats(items: Sequence[float]) -> F64:
+            return np.array(items, dtype=np.float64).reshape(len(items))
+
+        nan = float("nan")
+        sketches: dict[str, Triples] = {}
+        for name in spec.sketched:
+            triples = [
+                (cell, bucket, count)
+                for cell, acc in enumerate(values)
+                if name in acc.sketches
+                for bucket, count in sorted(acc.sketches[name].counts.items())
+            ]
+            cell, bucket, count = zip(*triples, strict=True) if triples else ((), (), ())
+            sketches[name] = Triples(ints(cell), ints(bucket), ints(count))
+        return Cells(
+            ints([key[0] for key in keys]),
+            ints([group_of[key[1]] for key in keys]),
+            groups,
+            ints([a.count for a in values]),
+            ints([a.active_ms for a in values]),
+            ints([a.ended for a in values]),
+            {name: ints([a.sums.get(name, 0) for a in values]) for name in spec.summed},
+            {name: ints([a.n.get(name, 0) for a in values]) for name in spec.summed},
+            {name: floats([a.mins.get(name, nan) for a in values]) for name in spec.ranged},
+            {name: floats([a.maxs.get(name, nan) for a in values]) for name in spec.ranged},
+            sketches,
+        )
+
+
+def _python_columns(cells: Cells) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {
+        "count": cells.count.tolist(),
+        "active": cells.active.tolist(),
+        "ended": cells.ended.tolist(),
+    }
+    for name in cells.sums:
+        columns["sum:" + name] = cells.sums[name].tolist()
+        columns["n:" + name] = cells.n[name].tolist()
+    for name in cells.mins:
+        columns["min:" + name] = cells.mins[name].tolist()
+        columns["max:" + name] = cells.maxs[name].tolist()
+    return columns
+
+
+def add_exact(total: I64, addend: I64, name: str) -> I64:
+    """``total + addend`` element-wise, refusing to wrap around silently."""
+    result = total + addend
+    wrapped = ((total ^ result) & (addend ^ result)) < 0
+    if wrapped.any():
+        raise OverflowError(
+            f"the sum of {name!r} in a bin exceeds 64-bit fixed point (lower `decimals`)"
+        )
+    return result
+
+
+def empty_cells(spec: AggSpec) -> Cells:
+    """No cells."""
+    none = np.zeros(0, dtype=np.int64)
+    nan = np.zeros(0, dtype=np.float64)
+    return Cells(
+        none,
+        none,
+        [],
+        none,
+        none,
+        none,
+        {name: none for name in spec.summed},
+        {name: none for name in spec.summed},
+        {name: nan for name in spec.ranged},
+        {name: nan for name in spec.ranged},
+        {name: Triples.empty() for name in spec.sketched},
+    )
+
+
+def partials(spec: AggSpec, columns: Columns) -> Cells:
+    """Aggregate a batch into cells, one per (bin start, key tuple) it touches."""
+    if len(columns) == 0:
+        return empty_cells(spec)
+    pieces = spread(columns.start_ms, columns.end_ms, spec.bin_ms)
+    codes, dictionaries = _group_codes(columns.keys, len(columns))
+    groups = max(1, int(codes.max()) + 1)
+    first_bin = int(pieces.bin_start.min()) // spec.bin_ms
+    combined = (pieces.bin_start // spec.bin_ms - first_bin) * groups + codes[pieces.row]
+    # One sort gives the cells, their boundaries and each piece's cell.
+    order = np.argsort(combined, kind="stable")
+    ordered = combined[order]
+    bounds = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    inverse = np.empty(len(combined), dtype=np.intp)
+    inverse[order] = np.repeat(np.arange(len(bounds)), np.diff(np.r_[bounds, len(combined)]))
+    bin_index, code = np.divmod(ordered[bounds], groups)
+    group_codes, group = np.unique(code, return_inverse=True)
+    cells = _Reducer(order, bounds)
+    sums, n = _sums(spec, columns, pieces, cells)
+    mins, maxs = _ranges(spec, columns, pieces, cells)
+    return Cells(
+        (first_bin + bin_index) * spec.bin_ms,
+        group.astype(np.int64),
+        _decode_groups(group_codes, dictionaries),
+        cells.add(np.ones(len(pieces), dtype=np.int64)),
+        cells.add(pieces.overlap_ms),
+        cells.add(pieces.last.astype(np.int64)),
+        sums,
+        n,
+        mins,
+        maxs,
+        {name: _sketch(columns, pieces, inverse, name) for name in spec.sketched},
+    )
+
+
+def _group_codes(keys: list[pa.Array], rows: int) -> tuple[npt.NDArray[np.int64], list[list[Any]]]:
+    """One integer per row identifying its key tuple, and each key's dictionary."""
+    codes = np.zeros(rows, dtype=np.int64)
+    dictionaries: list[list[Any]] = []
+    stride = 1
+    for column in keys:
+        chunked = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        encoded = pc.dictionary_encode(chunked, null_encoding="encode")
+        indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        dictionary = encoded.dictionary.to_pylist()
+        codes += indices * stride
+        stride *= max(1, len(dictionary))
+        dictionaries.append(dictionary)
+    return codes, dictionaries
+
+
+def _decode_groups(
+    codes: npt.NDArray[np.int64], dictionaries: list[list[Any]]
+) -> list[tuple[Any, ...]]:
+    """The key tuples of group codes (the inverse of :func:`_group_codes`)."""
+    columns: list[list[Any]] = []
+    rest = codes
+    for dictionary in dictionaries:
+        size = max(1, len(dictionary))
+        rest, index = np.divmod(rest, size)
+        columns.append(
+            [dictionary[i] for i in index.tolist()] if dictionary else [None] * len(codes)
+        )
+    if not columns:
+        return [()] * len(codes)
+    return list(zip(*columns, strict=True))
+
+
+@dataclass
+class _Reducer:
+    """Reductions of per-piece arrays into the cells (pieces sorted by ``order``)."""
+
+    order: npt.NDArray[np.intp]
+    bounds: npt.NDArray[np.intp]
+
+    def add(self, values: npt.NDArray[Any]) -> I64:
+        return np.add.reduceat(values[self.order], self.bounds).astype(np.int64)
+
+    def fmin(self, values: F64) -> F64:
+        return np.fmin.reduceat(values[self.order], self.bounds)
+
+    def fmax(self, values: F64) -> F64:
+        return np.fmax.reduceat(values[self.order], self.bounds)
+
+
+def _sums(
+    spec: AggSpec, columns: Columns, pieces: Pieces, cells: _Reducer
+) -> tuple[dict[str, I64], dict[str, I64]]:
+    sums, counts = {}, {}
+    for name in spec.summed:
+        values, valid = columns.summed[name]
+        if name in spec.spread:
+            share = apportion(values, pieces)
+            present = valid[pieces.row]
+        else:
+            share = np.where(pieces.last, values[pieces.row], 0)
+            present = pieces.last & valid[pieces.row]
+        sums[name] = cells.add(share)
+        counts[name] = cells.add(present.astype(np.int64))
+    return sums, counts
+
+
+def _ranges(
+    spec: AggSpec, columns: Columns, pieces: Pieces, cells: _Reducer
+) -> tuple[dict[str, F64], dict[str, F64]]:
+    mins, maxs = {}, {}
+    for name in spec.ranged:
+        values = np.where(pieces.last, columns.values[name][pieces.row], np.nan)
+        mins[name], maxs[name] = cells.fmin(values), cells.fmax(values)
+    return mins, maxs
+
+
+def _sketch(columns: Columns, pieces: Pieces, inverse: npt.NDArray[np.intp], name: str) -> Triples:
+    values = columns.values[name][pieces.row]
+    keep = pieces.last & ~np.isnan(values)
+    count = np.ones(int(keep.sum()), dtype=np.int64)
+    return Triples(inverse[keep].astype(np.int64), bucket_indexes(values[keep]), count).combined()

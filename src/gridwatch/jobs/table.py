@@ -255,11 +255,14 @@ class BinTable(Watermark):
         if "bins" in state:
             self._load_bins(state["bins"])
             return
-        ints = _ints
-        sketches = {
-            name: Triples(ints(cell), ints(bucket), ints(count))
-            for name, (cell, bucket, count) in state["sketches"].items()
-        }
+        # Measures added to the job since the checkpoint start empty; removed ones are dropped.
+        spec, size, ints = self.spec, len(state["start"]), _ints
+        zeros, nans = np.zeros(size, np.int64), np.full(size, np.nan)
+
+        def column(kind: str, name: str, parse: Any, missing: npt.NDArray[Any]) -> Any:
+            values = state[kind].get(name)
+            return missing if values is None else parse(values)
+
         cells = Cells(
             ints(state["start"]),
             ints(state["group"]),
@@ -267,11 +270,14 @@ class BinTable(Watermark):
             ints(state["count"]),
             ints(state["active"]),
             ints(state["ended"]),
-            {name: ints(values) for name, values in state["sums"].items()},
-            {name: ints(values) for name, values in state["n"].items()},
-            {name: _nans(values) for name, values in state["mins"].items()},
-            {name: _nans(values) for name, values in state["maxs"].items()},
-            sketches,
+            {name: column("sums", name, ints, zeros) for name in spec.summed},
+            {name: column("n", name, ints, zeros) for name in spec.summed},
+            {name: column("mins", name, _nans, nans) for name in spec.ranged},
+            {name: column("maxs", name, _nans, nans) for name in spec.ranged},
+            {
+                name: Triples(*map(ints, state["sketches"].get(name, [[], [], []])))
+                for name in spec.sketched
+            },
         )
         self._restore(cells, ints(state["revision"]), np.array(state["dirty"], dtype=bool))
 

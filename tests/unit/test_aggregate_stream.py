@@ -114,6 +114,22 @@ def test_bad_intervals_are_dead_letters_and_open_ones_end_at_the_timestamp(
     assert bins[T0]["bytes"] == 40 and bins[T0]["active_time_ms"] == 0
 
 
+def test_values_beyond_exact_sums_are_dead_letters_and_the_rest_counts(
+    job: AggregateJob,
+) -> None:
+    huge = transfer(T0 + MIN, T0 + 2 * MIN, 2**60)
+    # Many values at the limit fill a bin without wrapping its 64-bit sum.
+    fine = [transfer(T0 + MIN, T0 + 2 * MIN, 2**53) for _ in range(1000)]
+    job.process("t", [huge, *fine])
+    job.windows.observe(T0 + 20 * MIN)
+    out = published(job)
+    dead = out["gridwatch_raw_deadletter"]
+    assert [d.data["reason"] for d in dead] == [
+        "stats: bytes is beyond ±9.0072e+15, the range of exact sums"
+    ]
+    assert [r.data["bytes"] for r in out["xrootd_agg_stats"]] == [1000 * 2**53]
+
+
 def test_checkpoint_round_trip_keeps_open_bins(job: AggregateJob, tmp_path: Path) -> None:
     job.process("t", [transfer(T0 + 5 * MIN, T0 + 15 * MIN, 1000)])
     published(job)

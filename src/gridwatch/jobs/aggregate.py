@@ -33,6 +33,9 @@ from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128, topi
 MAX_BINS_PER_RECORD = 20_000
 AGGREGATE_ROWS = 50_000
 """The stream job aggregates its input batches together once this many rows wait."""
+MAX_EXACT = 2**53
+"""Largest fixed-point magnitude of one record's value: a bin's int64 sum then holds at least
+1,024 such values, and realistic ones by the billion."""
 DEFAULT_TYPES = {"key": "VARCHAR", "time": "BIGINT", "value": "DOUBLE"}
 
 
@@ -206,6 +209,12 @@ class AggregateCore:
             (int(r), f"interval longer than max_span_s={self.config.max_span_s:g}")
             for r in rows[too_long]
         ]
+        for name, (values, valid) in columns.summed.items():
+            huge = ~bad & valid & (np.abs(values) > MAX_EXACT)
+            bad |= huge
+            limit = MAX_EXACT / 10**spec.decimals
+            reason = f"{name} is beyond ±{limit:g}, the range of exact sums"
+            rejected += [(int(r), reason) for r in rows[huge]]
         if bad.any():
             keep = np.flatnonzero(~bad)
             return columns.take(keep), rows[keep], rejected

@@ -63,10 +63,15 @@ class BinTable(Watermark):
             return
         rows = self._find_rows(cells.start, self._global_groups(cells.groups)[cells.group])
         c = self._columns
+        # Checked before anything changes, so an overflow leaves the table as it was.
+        sums = {
+            name: add_exact(c["sum:" + name][rows], cells.sums[name], name)
+            for name in self.spec.summed
+        }
         for name in ("count", "active", "ended"):
             c[name][rows] += getattr(cells, name)
         for name in self.spec.summed:
-            c["sum:" + name][rows] = add_exact(c["sum:" + name][rows], cells.sums[name], name)
+            c["sum:" + name][rows] = sums[name]
             c["n:" + name][rows] += cells.n[name]
         for name in self.spec.ranged:
             c["min:" + name][rows] = np.fmin(c["min:" + name][rows], cells.mins[name])

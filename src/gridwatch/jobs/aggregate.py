@@ -26,7 +26,7 @@ from gridwatch.jobs.bins import (
 from gridwatch.jobs.cells import Cells, partials
 from gridwatch.jobs.extract import Extraction, check, connect, quote, run_on_lines
 from gridwatch.jobs.loop import StreamJob
-from gridwatch.jobs.output import BinIds, acc_column, bin_lines, envelope_prefix
+from gridwatch.jobs.output import BinIds, bin_lines, envelope_prefix
 from gridwatch.jobs.table import BinTable
 from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128, topic_name
 
@@ -239,7 +239,7 @@ class AggregateCore:
         """The output lines of many bins: ``encode(self.record(...))`` of each, in bulk."""
         extra: dict[str, Sequence[Any]] = {"revision": revisions}
         if self.config.rollup_state:
-            extra["_acc"] = acc_column(cells)
+            extra["_acc"] = cells.acc_json()
         ids = self.ids.of_cells(cells)
         return bin_lines(self.prefix, ids, self.spec, cells, extra)
 

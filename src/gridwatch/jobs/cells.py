@@ -1,18 +1,14 @@
-"""Accumulators of many (bin, group) cells as columns, and the aggregate job's table of them.
+"""Accumulators of many (bin, group) cells as columns, and how a batch of records fills them.
 
-A batch of records becomes :class:`Cells` (one row per cell: counts, exact sums, min, max and
-quantile sketches as arrays); the job keeps its open and recent bins in a :class:`BinTable`,
-which merges cells into rows with whole-array operations. Nothing here creates a Python
-object per cell except the index from (bin, group) to row, so the cost of a bin stays a few
-array elements however many batches touch it.
-
-Sketches are stored as (cell, bucket, count) triples sorted by cell and bucket. The table
-appends the triples of each merge and combines them (one sort) only when it needs them: at
-emission, at checkpoints, or when they have doubled.
+A batch becomes :class:`Cells`: one row per cell it touches, with counts, exact sums, min and
+max as arrays and the quantile sketches as (cell, bucket, count) :class:`Triples` sorted by
+cell and bucket. They are built with a few numpy sorts and reductions, without a Python object
+per cell; the ``aggregate`` job merges them into its :class:`~gridwatch.jobs.table.BinTable`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gridwatch.jobs.bins import Acc, AggSpec, BinKey, Columns
-from gridwatch.jobs.sketch import Sketch, bucket_indexes
+from gridwatch.jobs.sketch import bucket_indexes
 from gridwatch.jobs.spread import Pieces, apportion, spread
 
 I64 = npt.NDArray[np.int64]
@@ -103,26 +99,36 @@ class Cells:
         ]
 
     def accs(self) -> dict[BinKey, Acc]:
-        """The cells as accumulator objects (the form rollups and old checkpoints use)."""
-        out: dict[BinKey, Acc] = {}
-        columns = _python_columns(self)
-        for i, key in enumerate(self.bin_keys()):
-            acc = out[key] = Acc(columns["count"][i], columns["active"][i], columns["ended"][i])
-            for name in self.sums:
-                if columns["n:" + name][i]:
-                    acc.sums[name] = columns["sum:" + name][i]
-                    acc.n[name] = columns["n:" + name][i]
-            for name in self.mins:
-                low, high = columns["min:" + name][i], columns["max:" + name][i]
-                if not math.isnan(low):
-                    acc.mins[name], acc.maxs[name] = low, high
-        keys = list(out)
-        for name, triples in self.sketches.items():
-            for cell, bucket, count in zip(
-                triples.cell.tolist(), triples.bucket.tolist(), triples.count.tolist(), strict=True
-            ):
-                acc = out[keys[cell]]
-                acc.sketches.setdefault(name, Sketch()).counts[bucket] = count
+        """The cells as accumulator objects (the form rollups and the tests use)."""
+        states = self.acc_json()
+        return {
+            key: Acc.from_json(state) for key, state in zip(self.bin_keys(), states, strict=True)
+        }
+
+    def acc_json(self) -> list[list[Any]]:
+        """Each cell's mergeable state, as :meth:`~gridwatch.jobs.bins.Acc.to_json` writes it."""
+        count, active, ended = self.count.tolist(), self.active.tolist(), self.ended.tolist()
+        sums = {name: values.tolist() for name, values in self.sums.items()}
+        ns = {name: values.tolist() for name, values in self.n.items()}
+        mins = {name: values.tolist() for name, values in self.mins.items()}
+        maxs = {name: values.tolist() for name, values in self.maxs.items()}
+        pairs = {name: _pairs(triples, len(self)) for name, triples in self.sketches.items()}
+        out = []
+        for i in range(len(self)):
+            present = [name for name, n in ns.items() if n[i]]
+            ranged = [name for name, low in mins.items() if not math.isnan(low[i])]
+            out.append(
+                [
+                    count[i],
+                    active[i],
+                    ended[i],
+                    {name: sums[name][i] for name in present},
+                    {name: ns[name][i] for name in present},
+                    {name: mins[name][i] for name in ranged},
+                    {name: maxs[name][i] for name in ranged},
+                    {name: cell_pairs[i] for name, cell_pairs in pairs.items() if cell_pairs[i]},
+                ]
+            )
         return out
 
     @staticmethod
@@ -165,19 +171,11 @@ class Cells:
         )
 
 
-def _python_columns(cells: Cells) -> dict[str, list[Any]]:
-    columns: dict[str, list[Any]] = {
-        "count": cells.count.tolist(),
-        "active": cells.active.tolist(),
-        "ended": cells.ended.tolist(),
-    }
-    for name in cells.sums:
-        columns["sum:" + name] = cells.sums[name].tolist()
-        columns["n:" + name] = cells.n[name].tolist()
-    for name in cells.mins:
-        columns["min:" + name] = cells.mins[name].tolist()
-        columns["max:" + name] = cells.maxs[name].tolist()
-    return columns
+def _pairs(triples: Triples, cells: int) -> list[list[tuple[int, int]]]:
+    """Each cell's sketch as ``[(bucket, count), ...]`` (triples are sorted by cell, bucket)."""
+    pairs = list(zip(triples.bucket.tolist(), triples.count.tolist(), strict=True))
+    edges = np.searchsorted(triples.cell, np.arange(cells + 1)).tolist()
+    return [pairs[lo:hi] for lo, hi in itertools.pairwise(edges)]
 
 
 def add_exact(total: I64, addend: I64, name: str) -> I64:

@@ -11,7 +11,6 @@ msgspec encoding of its data. The bytes are exactly those of ``encode(Record(...
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -143,40 +142,6 @@ def _measure_column(
 def _optional(values: npt.NDArray[np.float64]) -> list[float | None]:
     """Floats with NaN (no value) as None."""
     return [None if math.isnan(v) else v for v in values.tolist()]
-
-
-def acc_column(cells: Cells) -> list[list[Any]]:
-    """Each cell's mergeable state, as :meth:`~gridwatch.jobs.bins.Acc.to_json` writes it."""
-    count, active, ended = cells.count.tolist(), cells.active.tolist(), cells.ended.tolist()
-    sums = {name: values.tolist() for name, values in cells.sums.items()}
-    ns = {name: values.tolist() for name, values in cells.n.items()}
-    mins = {name: values.tolist() for name, values in cells.mins.items()}
-    maxs = {name: values.tolist() for name, values in cells.maxs.items()}
-    pairs = {name: _pairs(triples, len(cells)) for name, triples in cells.sketches.items()}
-    out = []
-    for i in range(len(cells)):
-        present = [name for name, n in ns.items() if n[i]]
-        ranged = [name for name, low in mins.items() if not math.isnan(low[i])]
-        out.append(
-            [
-                count[i],
-                active[i],
-                ended[i],
-                {name: sums[name][i] for name in present},
-                {name: ns[name][i] for name in present},
-                {name: mins[name][i] for name in ranged},
-                {name: maxs[name][i] for name in ranged},
-                {name: cell_pairs[i] for name, cell_pairs in pairs.items() if cell_pairs[i]},
-            ]
-        )
-    return out
-
-
-def _pairs(triples: Triples, cells: int) -> list[list[tuple[int, int]]]:
-    """Each cell's sketch as ``[(bucket, count), ...]`` (triples are sorted by cell, bucket)."""
-    pairs = list(zip(triples.bucket.tolist(), triples.count.tolist(), strict=True))
-    edges = np.searchsorted(triples.cell, np.arange(cells + 1)).tolist()
-    return [pairs[lo:hi] for lo, hi in itertools.pairwise(edges)]
 
 
 def quantiles(sketches: Sequence[Sketch | None], q: float) -> list[float | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -203,3 +204,16 @@ def test_checkpoint_loads_after_the_measures_changed() -> None:
     back = BinTable(fewer)
     back.load(full.to_raw())
     assert back.take(back.live_rows()).accs()[(0, ("a", 1))].to_json() == accs[(0, ("a", 1))]
+
+
+def test_cells_of_keys_equal_in_python_are_merged_not_overwritten() -> None:
+    spec = AggSpec(600_000, ("x",), (parse_measure("total", "sum(v)"),))
+    table = BinTable(spec)
+    one = Acc(1, 0, 0, {"v": 2}, {"v": 1})
+    two = Cells.from_accs(spec, {(0, ("a",)): one, (600_000, ("b",)): one})
+    # As a batch has them: one bin, two dictionary entries of a DOUBLE key column.
+    two.start, two.groups = np.zeros(2, dtype=np.int64), [(0.0,), (-0.0,)]
+    table.add(two)
+    assert [acc.to_json() for acc in table.take(table.live_rows()).accs().values()] == [
+        [2, 0, 0, {"v": 4}, {"v": 2}, {}, {}, {}]
+    ]

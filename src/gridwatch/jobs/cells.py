@@ -91,6 +91,22 @@ class Cells:
     def __len__(self) -> int:
         return len(self.start)
 
+    def take(self, index: npt.NDArray[np.intp]) -> Cells:
+        """Only the given cells, in that order."""
+        return Cells(
+            self.start[index],
+            self.group[index],
+            self.groups,
+            self.count[index],
+            self.active[index],
+            self.ended[index],
+            {name: values[index] for name, values in self.sums.items()},
+            {name: values[index] for name, values in self.n.items()},
+            {name: values[index] for name, values in self.mins.items()},
+            {name: values[index] for name, values in self.maxs.items()},
+            {name: t.where(index, len(self)) for name, t in self.sketches.items()},
+        )
+
     def bin_keys(self) -> list[BinKey]:
         """The (bin start, key tuple) of each cell."""
         groups = self.groups

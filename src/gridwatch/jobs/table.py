@@ -58,10 +58,17 @@ class BinTable(Watermark):
     # -- merging -------------------------------------------------------------------------
 
     def add(self, cells: Cells) -> None:
-        """Merge a batch's cells (each (bin, group) at most once in ``cells``)."""
+        """Merge a batch's cells."""
         if not len(cells):
             return
         rows = self._find_rows(cells.start, self._global_groups(cells.groups)[cells.group])
+        distinct, first = np.unique(rows, return_index=True)
+        if len(distinct) < len(rows):
+            # Keys equal in Python but distinct in the batch (0.0 and -0.0): merge in turns.
+            rest = np.setdiff1d(np.arange(len(rows)), first)
+            self.add(cells.take(first))
+            self.add(cells.take(rest))
+            return
         c = self._columns
         # Checked before anything changes, so an overflow leaves the table as it was.
         sums = {

@@ -17,6 +17,7 @@ are durable:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -111,12 +112,14 @@ class HttpSource(Source):
         self.auth = Authenticator(config.tokens, config.anonymous_producers)
         self.queue: asyncio.Queue[_Pending] | None = None
         self.accepting = False
+        self.opened = asyncio.Event()
         if context.app is not None:
             context.app.router.add_post(config.path, self.handle)
 
     async def open(self, position: Any) -> None:
         self.queue = asyncio.Queue(self.config.max_queued_requests)
         self.accepting = True
+        self.opened.set()
 
     async def close(self) -> None:
         self.accepting = False
@@ -219,6 +222,10 @@ class HttpSource(Source):
         return b"".join(chunks)
 
     async def _wait_durable(self, result: DecodeResult) -> None:
+        if not self.opened.is_set():
+            # The server listens a moment before the sources open: wait for it, not 503.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.opened.wait(), self.config.ack_timeout_s)
         queue = self.queue
         if queue is None or not self.accepting:
             raise HttpError(503, "the endpoint is not ready or the pipeline is stopping; retry")

@@ -14,6 +14,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from gridwatch.components import JobConfig, register
+from gridwatch.gcpause import gc_paused
 from gridwatch.jobs.bins import (
     Acc,
     AggSpec,
@@ -237,11 +238,12 @@ class AggregateCore:
 
     def lines(self, cells: Cells, revisions: Sequence[int]) -> list[bytes]:
         """The output lines of many bins: ``encode(self.record(...))`` of each, in bulk."""
-        extra: dict[str, Sequence[Any]] = {"revision": revisions}
-        if self.config.rollup_state:
-            extra["_acc"] = cells.acc_json()
-        ids = self.ids.of_cells(cells)
-        return bin_lines(self.prefix, ids, self.spec, cells, extra)
+        with gc_paused():  # many small lists and dicts, none in a cycle
+            extra: dict[str, Sequence[Any]] = {"revision": revisions}
+            if self.config.rollup_state:
+                extra["_acc"] = cells.acc_json()
+            ids = self.ids.of_cells(cells)
+            return bin_lines(self.prefix, ids, self.spec, cells, extra)
 
 
 def bin_record(producer: str, type_: str, bin_ms: int, key: BinKey, data: dict[str, Any]) -> Record:

@@ -9,7 +9,6 @@ per cell; the ``aggregate`` job merges them into its :class:`~gridwatch.jobs.tab
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,29 +122,26 @@ class Cells:
 
     def acc_json(self) -> list[list[Any]]:
         """Each cell's mergeable state, as :meth:`~gridwatch.jobs.bins.Acc.to_json` writes it."""
-        count, active, ended = self.count.tolist(), self.active.tolist(), self.ended.tolist()
-        sums = {name: values.tolist() for name, values in self.sums.items()}
-        ns = {name: values.tolist() for name, values in self.n.items()}
-        mins = {name: values.tolist() for name, values in self.mins.items()}
-        maxs = {name: values.tolist() for name, values in self.maxs.items()}
-        pairs = {name: _pairs(triples, len(self)) for name, triples in self.sketches.items()}
-        out = []
-        for i in range(len(self)):
-            present = [name for name, n in ns.items() if n[i]]
-            ranged = [name for name, low in mins.items() if not math.isnan(low[i])]
-            out.append(
-                [
-                    count[i],
-                    active[i],
-                    ended[i],
-                    {name: sums[name][i] for name in present},
-                    {name: ns[name][i] for name in present},
-                    {name: mins[name][i] for name in ranged},
-                    {name: maxs[name][i] for name in ranged},
-                    {name: cell_pairs[i] for name, cell_pairs in pairs.items() if cell_pairs[i]},
-                ]
-            )
-        return out
+        sums, ns = _named(self.sums), _named(self.n)
+        present = [n > 0 for n in self.n.values()]
+        lows, highs = _named(self.mins), _named(self.maxs)
+        ranged = [~np.isnan(low) for low in self.mins.values()]
+        pairs = [(name, _pairs(triples, len(self))) for name, triples in self.sketches.items()]
+        columns = [
+            self.count.tolist(),
+            self.active.tolist(),
+            self.ended.tolist(),
+            _dicts(sums, present, len(self)),
+            _dicts(ns, present, len(self)),
+            _dicts(lows, ranged, len(self)),
+            _dicts(highs, ranged, len(self)),
+            _dicts(
+                pairs,
+                [np.diff(_edges(t, len(self))) > 0 for t in self.sketches.values()],
+                len(self),
+            ),
+        ]
+        return [list(row) for row in zip(*columns, strict=True)]
 
     @staticmethod
     def from_accs(spec: AggSpec, accs: Mapping[BinKey, Acc]) -> Cells:
@@ -187,10 +183,36 @@ class Cells:
         )
 
 
+def _named(columns: Mapping[str, npt.NDArray[Any]]) -> list[tuple[str, list[Any]]]:
+    return [(name, values.tolist()) for name, values in columns.items()]
+
+
+def _dicts(
+    named: Sequence[tuple[str, Sequence[Any]]], present: Sequence[npt.NDArray[np.bool_]], size: int
+) -> list[dict[str, Any]]:
+    """One dict per cell holding, for each name, its value where ``present``."""
+    if not named:
+        return [{} for _ in range(size)]
+    if len(named) == 1:
+        (name, values), (mask,) = named[0], present
+        return [{name: v} if p else {} for v, p in zip(values, mask.tolist(), strict=True)]
+    names = [name for name, _ in named]
+    columns = zip(*(v for _, v in named), strict=True)
+    rows = zip(columns, zip(*(m.tolist() for m in present), strict=True), strict=True)
+    return [
+        {n: v for n, v, p in zip(names, values, flags, strict=True) if p} for values, flags in rows
+    ]
+
+
+def _edges(triples: Triples, cells: int) -> npt.NDArray[np.intp]:
+    """Where each cell's triples begin (and, last, where they end)."""
+    return np.searchsorted(triples.cell, np.arange(cells + 1))
+
+
 def _pairs(triples: Triples, cells: int) -> list[list[tuple[int, int]]]:
     """Each cell's sketch as ``[(bucket, count), ...]`` (triples are sorted by cell, bucket)."""
     pairs = list(zip(triples.bucket.tolist(), triples.count.tolist(), strict=True))
-    edges = np.searchsorted(triples.cell, np.arange(cells + 1)).tolist()
+    edges = _edges(triples, cells).tolist()
     return [pairs[lo:hi] for lo, hi in itertools.pairwise(edges)]
 
 

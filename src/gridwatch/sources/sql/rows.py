@@ -7,7 +7,6 @@ that is a time (so a replay lands in the same day folder), else the time of read
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from gridwatch.gcpause import gc_paused
 from gridwatch.record import EncodedRecords, Record, topic_name
 from gridwatch.sources.sql.config import SqlIncrementalConfig
 from gridwatch.sources.sql.cursor import Key
@@ -136,15 +136,9 @@ class RowConverter:
 
     def convert(self, page: Fetched) -> Converted:
         """Envelope lines for every row of a page, in order."""
-        # The page's row tuples are made and freed in here: the cyclic GC would otherwise walk
-        # every one of them (a cache miss per value); nothing made here can be in a cycle.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        # The page's row tuples are made and freed in here; nothing made here is in a cycle.
+        with gc_paused():
             return self._convert(page)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _convert(self, page: Fetched) -> Converted:
         cfg = self.config

@@ -130,6 +130,18 @@ def test_values_beyond_exact_sums_are_dead_letters_and_the_rest_counts(
     assert [r.data["bytes"] for r in out["xrootd_agg_stats"]] == [1000 * 2**53]
 
 
+def test_a_line_that_is_not_json_is_a_dead_letter_and_the_batch_counts(
+    job: AggregateJob,
+) -> None:
+    good = [transfer(T0 + MIN, T0 + 2 * MIN, 5), transfer(T0 + 3 * MIN, T0 + 4 * MIN, 7)]
+    job.process("t", [good[0], b'{"producer": "xrootd", "ty', good[1], b""])
+    job.windows.observe(T0 + 20 * MIN)
+    out = published(job)
+    reasons = [d.data["reason"] for d in out["gridwatch_raw_deadletter"]]
+    assert reasons == ["stats: not valid JSON", "stats: not valid JSON"]
+    assert [r.data["bytes"] for r in out["xrootd_agg_stats"]] == [12]
+
+
 def test_checkpoint_round_trip_keeps_open_bins(job: AggregateJob, tmp_path: Path) -> None:
     job.process("t", [transfer(T0 + 5 * MIN, T0 + 15 * MIN, 1000)])
     published(job)

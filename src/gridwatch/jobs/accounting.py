@@ -251,7 +251,10 @@ class AccountingJob(StreamJob):
         return self.core.to_json()
 
     def process(self, topic: str, lines: list[bytes]) -> None:
-        updates, bad = self.core.rows(run_on_lines(self.core.conn, self.core.extraction, lines))
+        table, invalid = run_on_lines(self.core.conn, self.core.extraction, lines)
+        for row in invalid:
+            self.reject(lines[row], f"{self.id}: not valid JSON")
+        updates, bad = self.core.rows(table)
         for row in bad:
             self.reject(lines[row], f"{self.id}: no entity id or version")
         snapshots, too_old = self.core.apply(updates)

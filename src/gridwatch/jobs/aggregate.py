@@ -223,7 +223,9 @@ class AggregateCore:
 
     def on_lines(self, lines: list[bytes]) -> tuple[Columns, np.ndarray, list[tuple[int, str]]]:
         """The columns of a batch of envelope lines."""
-        return self.columns(run_on_lines(self.conn, self.extraction, lines))
+        table, invalid = run_on_lines(self.conn, self.extraction, lines)
+        columns, rows, rejected = self.columns(table)
+        return columns, rows, [(row, "not valid JSON") for row in invalid] + rejected
 
     def record(self, key: BinKey, acc: Acc, revision: int) -> Record:
         """The output record of one bin (its ``_id`` is the same for every revision)."""

@@ -60,8 +60,12 @@ class Extraction:
             shape["data"] = dict(self.fields)
         return json.dumps(shape)
 
-    def sql(self, source: str) -> str:
-        """The query over ``source``, a relation with columns ``_row`` and ``line``."""
+    def sql(self, source: str, skip_invalid: bool = True) -> str:
+        """The query over ``source``, a relation with columns ``_row`` and ``line``.
+
+        With ``skip_invalid``, lines that are not JSON are left out (a second parse of every
+        line); without, such a line fails the query.
+        """
         envelope = [
             f"j.{quote(key)} AS {quote(name)}" for name, (key, _) in ENVELOPE_COLUMNS.items()
         ]
@@ -69,7 +73,7 @@ class Extraction:
         ctes = [
             f"e0 AS (SELECT _row, {', '.join(envelope + data)} FROM "
             f"(SELECT _row, json_transform(line, {literal(self.schema())}) AS j "
-            f"FROM {source} WHERE json_valid(line)))"
+            f"FROM {source}{' WHERE json_valid(line)' if skip_invalid else ''}))"
         ]
         for step, (name, expression) in enumerate(self.derive.items(), start=1):
             ctes.append(f"e{step} AS (SELECT *, ({expression}) AS {quote(name)} FROM e{step - 1})")
@@ -98,11 +102,18 @@ def lines_table(lines: Sequence[bytes]) -> pa.Table:
 
 def run_on_lines(
     conn: duckdb.DuckDBPyConnection, extraction: Extraction, lines: Sequence[bytes]
-) -> pa.Table:
-    """The extraction's columns for a batch of envelope lines."""
+) -> tuple[pa.Table, list[int]]:
+    """The extraction's columns for a batch of envelope lines, and the lines not JSON."""
     conn.register("batch_lines", lines_table(lines))
     try:
-        return conn.sql(extraction.sql("batch_lines")).to_arrow_table()
+        # Bus lines are JSON envelopes: parse each once, and only if one is not, again.
+        try:
+            return conn.sql(extraction.sql("batch_lines", skip_invalid=False)).to_arrow_table(), []
+        except duckdb.InvalidInputException as exc:
+            if "Malformed JSON" not in str(exc):
+                raise
+        invalid = conn.sql("SELECT _row FROM batch_lines WHERE NOT json_valid(line)").fetchall()
+        return conn.sql(extraction.sql("batch_lines")).to_arrow_table(), [r for (r,) in invalid]
     finally:
         conn.unregister("batch_lines")
 

@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from gridwatch.components import JobConfig, register
 from gridwatch.jobs.aggregate import late_record
-from gridwatch.jobs.extract import Extraction, check, connect, quote, run_on_files, run_on_lines
+from gridwatch.jobs.extract import Extraction, LineQuery, check, connect, quote, run_on_files
 from gridwatch.jobs.loop import StreamJob
 from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128
 
@@ -75,6 +75,7 @@ class AccountingCore:
         self.config = config
         self.extraction = self.extraction_of(config)
         self.conn = connect()
+        self.query = LineQuery(self.conn, self.extraction)
         self.entities: dict[str, Entity] = {}
         self.clock: int | None = None
         self.final = set(config.final_states)
@@ -251,7 +252,7 @@ class AccountingJob(StreamJob):
         return self.core.to_json()
 
     def process(self, topic: str, lines: list[bytes]) -> None:
-        table, invalid = run_on_lines(self.core.conn, self.core.extraction, lines)
+        table, invalid = self.core.query(lines)
         for row in invalid:
             self.reject(lines[row], f"{self.id}: not valid JSON")
         updates, bad = self.core.rows(table)

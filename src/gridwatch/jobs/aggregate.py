@@ -25,7 +25,7 @@ from gridwatch.jobs.bins import (
     parse_measure,
 )
 from gridwatch.jobs.cells import Cells, partials
-from gridwatch.jobs.extract import Extraction, check, connect, quote, run_on_lines
+from gridwatch.jobs.extract import Extraction, LineQuery, check, connect, quote
 from gridwatch.jobs.loop import StreamJob
 from gridwatch.jobs.output import BinIds, bin_lines, envelope_prefix
 from gridwatch.jobs.table import BinTable
@@ -148,6 +148,7 @@ class AggregateCore:
         self.spec = config.spec()
         self.extraction = self.extraction_of(config)
         self.conn = connect()
+        self.query = LineQuery(self.conn, self.extraction)
         self.ids = BinIds(config.producer, config.output_type, self.spec.bin_ms)
         self.prefix = envelope_prefix(config.producer, config.output_type)
         self.topic = topic_name(config.producer, "agg", config.output_type)
@@ -223,7 +224,7 @@ class AggregateCore:
 
     def on_lines(self, lines: list[bytes]) -> tuple[Columns, np.ndarray, list[tuple[int, str]]]:
         """The columns of a batch of envelope lines."""
-        table, invalid = run_on_lines(self.conn, self.extraction, lines)
+        table, invalid = self.query(lines)
         columns, rows, rejected = self.columns(table)
         return columns, rows, [(row, "not valid JSON") for row in invalid] + rejected
 

@@ -13,6 +13,7 @@ declared type become NULL (DuckDB's lenient ``json_transform``).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -100,28 +101,45 @@ def lines_table(lines: Sequence[bytes]) -> pa.Table:
     )
 
 
-def run_on_lines(
-    conn: duckdb.DuckDBPyConnection, extraction: Extraction, lines: Sequence[bytes]
-) -> tuple[pa.Table, list[int]]:
-    """The extraction's columns for a batch of envelope lines, and the lines not JSON."""
-    conn.register("batch_lines", lines_table(lines))
-    try:
-        # Bus lines are JSON envelopes: parse each once, and only if one is not, again.
+class LineQuery:
+    """An extraction over batches of envelope lines, planned once (as views) on a connection."""
+
+    _views = itertools.count()
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, extraction: Extraction) -> None:
+        self.conn = conn
+        number = next(self._views)
+        self.parsed, self.checked = f"parsed_{number}", f"checked_{number}"
+        conn.register("batch_lines", lines_table([]))
         try:
-            return conn.sql(extraction.sql("batch_lines", skip_invalid=False)).to_arrow_table(), []
-        except duckdb.InvalidInputException as exc:
-            if "Malformed JSON" not in str(exc):
-                raise
-        invalid = conn.sql("SELECT _row FROM batch_lines WHERE NOT json_valid(line)").fetchall()
-        return conn.sql(extraction.sql("batch_lines")).to_arrow_table(), [r for (r,) in invalid]
-    finally:
-        conn.unregister("batch_lines")
+            for view, skip_invalid in ((self.parsed, False), (self.checked, True)):
+                sql = extraction.sql("batch_lines", skip_invalid)
+                conn.execute(f"CREATE TEMP VIEW {view} AS {sql}")
+        finally:
+            conn.unregister("batch_lines")
+
+    def __call__(self, lines: Sequence[bytes]) -> tuple[pa.Table, list[int]]:
+        """The extraction's columns for the lines, and the rows of lines that are not JSON."""
+        conn = self.conn
+        conn.register("batch_lines", lines_table(lines))
+        try:
+            # Bus lines are JSON envelopes: parse each once, and only if one is not, again.
+            try:
+                return conn.sql(f"SELECT * FROM {self.parsed}").to_arrow_table(), []
+            except duckdb.InvalidInputException as exc:
+                if "Malformed JSON" not in str(exc):
+                    raise
+            invalid = conn.sql("SELECT _row FROM batch_lines WHERE NOT json_valid(line)")
+            rows = [row for (row,) in invalid.fetchall()]
+            return conn.sql(f"SELECT * FROM {self.checked}").to_arrow_table(), rows
+        finally:
+            conn.unregister("batch_lines")
 
 
 def check(extraction: Extraction) -> None:
     """Compile the extraction on an empty batch; raise ValueError with DuckDB's message."""
     try:
-        run_on_lines(connect(), extraction, [])
+        LineQuery(connect(), extraction)([])
     except duckdb.Error as exc:
         message = str(exc).splitlines()[0]
         raise ValueError(f"SQL in fields/derive/where: {message}") from None

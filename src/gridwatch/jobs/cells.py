@@ -52,11 +52,19 @@ class Triples:
 
     def where(self, rows: npt.NDArray[np.intp], size: int) -> Triples:
         """The triples of ``rows`` (cells numbered 0..size-1), renumbered in ``rows`` order."""
+        return Triples.select([self], rows, size)
+
+    @staticmethod
+    def select(parts: Sequence[Triples], rows: npt.NDArray[np.intp], size: int) -> Triples:
+        """The triples of ``rows`` in several parts, renumbered in ``rows`` order, combined."""
         position = np.full(size, -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
-        new_cell = position[self.cell]
-        keep = new_cell >= 0
-        return Triples(new_cell[keep], self.bucket[keep], self.count[keep]).combined()
+        picked = []
+        for part in parts:
+            cell = position[part.cell]
+            keep = cell >= 0
+            picked.append(Triples(cell[keep], part.bucket[keep], part.count[keep]))
+        return Triples.concat(picked).combined()
 
     @staticmethod
     def concat(parts: Sequence[Triples]) -> Triples:

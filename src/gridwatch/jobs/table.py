@@ -131,12 +131,10 @@ class BinTable(Watermark):
             fresh[name][: len(keep)] = column[keep]
         self._columns = fresh
 
-    def _combine(self, name: str) -> Triples:
+    def _combine(self, name: str) -> None:
         parts = self._sketches[name]
-        if len(parts) > 1:
-            parts[:] = [Triples.concat(parts).combined()]
-            self._combined_size[name] = len(parts[0].cell)
-        return parts[0]
+        parts[:] = [Triples.concat(parts).combined()]
+        self._combined_size[name] = len(parts[0].cell)
 
     # -- emission ------------------------------------------------------------------------
 
@@ -198,7 +196,10 @@ class BinTable(Watermark):
             {name: c["n:" + name][rows] for name in self.spec.summed},
             {name: c["min:" + name][rows] for name in self.spec.ranged},
             {name: c["max:" + name][rows] for name in self.spec.ranged},
-            {name: self._combine(name).where(rows, self.size) for name in self.spec.sketched},
+            {
+                name: Triples.select(self._sketches[name], rows, self.size)
+                for name in self.spec.sketched
+            },
         )
 
     def live_rows(self) -> npt.NDArray[np.intp]:
@@ -208,7 +209,9 @@ class BinTable(Watermark):
     def _compact(self) -> None:
         """Drop the rows of forgotten bins and the groups no kept bin uses."""
         keep = self.live_rows()
-        sketches = {name: self._combine(name).where(keep, self.size) for name in self._sketches}
+        sketches = {
+            name: Triples.select(parts, keep, self.size) for name, parts in self._sketches.items()
+        }
         self._resize(max(2 * len(keep), _MIN_CAPACITY), keep)
         self.size, self._dead = len(keep), 0
         c = self._columns

@@ -11,11 +11,9 @@ is too late: it goes to the correction topic whole (nothing of it is applied), n
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -131,10 +129,8 @@ class WindowState(Watermark):
             ],
         }
 
-    def load(self, state: dict[str, Any] | msgspec.Raw | None) -> None:
-        """Restore from :meth:`to_json` or :meth:`to_raw`."""
-        if isinstance(state, msgspec.Raw):
-            state = _as_dict(json.loads(bytes(state)))
+    def load(self, state: dict[str, Any] | None) -> None:
+        """Restore from :meth:`to_json`."""
         if not state:
             return
         self.max_event_ms = state["max_event_ms"]
@@ -145,9 +141,3 @@ class WindowState(Watermark):
                 self.revisions[key] = int(revision)
             if dirty:
                 self.dirty.add(key)
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError("a window checkpoint is a JSON object")
-    return value

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gridwatch.jobs import cells
 from gridwatch.jobs.bins import Acc, AggSpec, BinKey, Columns, Measure
 from gridwatch.jobs.cells import partials
 from gridwatch.jobs.spread import _by_remainder, apportion, spread
@@ -171,3 +172,24 @@ def test_one_key_sort_orders_pieces_as_the_two_key_sort(pieces: list[tuple[int, 
     assert _by_remainder(row, remainder, int(remainder.max()) + 1).tolist() == two_keys.tolist()
     # A bound too wide for one int64 key takes the two-key sort.
     assert _by_remainder(row, remainder, 2**61).tolist() == two_keys.tolist()
+
+
+@settings(max_examples=50, deadline=None)
+@given(keyed)
+def test_chunks_of_a_batch_give_the_bins_of_the_whole(
+    rows: list[tuple[int, int, int, str]],
+) -> None:
+    whole = _merged(rows)
+    table = BinTable(SPEC)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cells, "MAX_PIECES", 7)
+        chunks = list(cells.chunked_partials(SPEC, _columns(rows)))
+    for chunk in chunks:
+        table.add(chunk)
+    assert len(chunks) >= sum(_pieces(r) for r in rows) // 7 // 2
+    assert {k: v.to_json() for k, v in table.take(table.live_rows()).accs().items()} == whole
+
+
+def _pieces(row: tuple[int, int, int, str]) -> int:
+    start, length = row[0], row[1]
+    return (max(start + length - 1, start)) // BIN - start // BIN + 1

@@ -24,7 +24,7 @@ from gridwatch.jobs.bins import (
     int_column,
     parse_measure,
 )
-from gridwatch.jobs.cells import Cells, partials
+from gridwatch.jobs.cells import Cells, chunked_partials
 from gridwatch.jobs.extract import Extraction, LineQuery, check, connect, quote
 from gridwatch.jobs.loop import StreamJob
 from gridwatch.jobs.output import BinIds, bin_lines, envelope_prefix
@@ -328,7 +328,8 @@ class AggregateJob(StreamJob):
         if self._pending_columns:
             columns = Columns.concat(self._pending_columns)
             self._pending_columns, self._pending_rows = [], 0
-            self.windows.add(partials(self.core.spec, columns))
+            for cells in chunked_partials(self.core.spec, columns):
+                self.windows.add(cells)
 
     def flush(self) -> None:
         self._aggregate_pending()

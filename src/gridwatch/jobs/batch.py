@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from gridwatch.errors import ConfigurationError
-from gridwatch.jobs.cells import partials
+from gridwatch.jobs.cells import chunked_partials
 from gridwatch.jobs.extract import connect, file_source, run_on_files
 from gridwatch.jobs.table import BinTable
 from gridwatch.record import Record, decode_lines, decode_one
@@ -108,7 +108,8 @@ def aggregate_bins(
         touching = (columns.end_ms >= from_ms) & (columns.start_ms < to_ms)
         if not touching.all():
             columns = columns.take(np.flatnonzero(touching))
-        table.add(partials(core.spec, columns))
+        for cells in chunked_partials(core.spec, columns):
+            table.add(cells)
     return table
 
 

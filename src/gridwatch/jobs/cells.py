@@ -9,7 +9,7 @@ per cell; the ``aggregate`` job merges them into its :class:`~gridwatch.jobs.tab
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,6 +252,25 @@ def empty_cells(spec: AggSpec) -> Cells:
         {name: nan for name in spec.ranged},
         {name: Triples.empty() for name in spec.sketched},
     )
+
+
+MAX_PIECES = 1_000_000
+"""Records are aggregated in chunks of at most about this many (record, bin) pieces, so that
+a flood of long intervals (up to 20,000 bins each) costs time, not memory."""
+
+
+def chunked_partials(spec: AggSpec, columns: Columns) -> Iterator[Cells]:
+    """:func:`partials` of consecutive chunks of the rows, each of at most ~MAX_PIECES pieces."""
+    first = columns.start_ms // spec.bin_ms
+    last = np.maximum(columns.end_ms - 1, columns.start_ms) // spec.bin_ms
+    pieces = np.cumsum(last - first + 1)
+    if not len(pieces) or pieces[-1] <= MAX_PIECES:
+        yield partials(spec, columns)
+        return
+    cuts = np.searchsorted(pieces, np.arange(MAX_PIECES, int(pieces[-1]), MAX_PIECES), "right")
+    for lo, hi in itertools.pairwise([0, *np.unique(cuts).tolist(), len(pieces)]):
+        if hi > lo:
+            yield partials(spec, columns.take(np.arange(lo, hi)))
 
 
 def partials(spec: AggSpec, columns: Columns) -> Cells:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from gridwatch.errors import ConfigurationError
 from gridwatch.sim.panda import ACTIVE, ARCHIVED, Change
+from gridwatch.sources.sql import source as sql_source
+from gridwatch.sources.sql.database import Database
 from tests.integration.sql.helpers import Db, Harness, config, run_async
 
 pytestmark = pytest.mark.integration
@@ -100,6 +103,48 @@ async def test_without_a_rescan_window_the_late_commit_is_missed(tmp_path: Path)
         transaction.commit()
     assert await harness.round() == 0
     assert sorted(r["pandaid"] for r in harness.delivered()) == [1, 3]
+    await harness.close()
+    sim.close()
+
+
+@run_async
+async def test_the_safety_lag_follows_the_database_clock_not_a_skewed_host(
+    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This host's clock an hour ahead: rows inside the lag of the database's now wait."""
+    sim = db.simulator()
+    harness = Harness(tmp_path, config(db, sim, safety_lag_s=60, rescan_window_s=0))
+    real = time.time()
+    insert(sim, [atlas_row(sim, 1, real - 120), atlas_row(sim, 2, real - 10)])
+    ahead = SimpleNamespace(time=lambda: time.time() + 3600, monotonic=time.monotonic)
+    monkeypatch.setattr(sql_source, "time", ahead)
+    await harness.start()
+    assert await harness.round() == 1  # by the host's clock both would be older than the lag
+    assert [r["pandaid"] for r in harness.delivered()] == [1]
+    skew = harness.metrics.render()
+    assert "sql_clock_skew_seconds" in skew
+    assert -3610 < harness.source.skew < -3590  # type: ignore[union-attr]
+    await harness.close()
+    sim.close()
+
+
+@run_async
+async def test_a_database_clock_that_cannot_be_read_falls_back_to_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.sql.helpers import make_db
+
+    def broken(self: Database) -> float:
+        raise RuntimeError("no such function: clock")
+
+    monkeypatch.setattr(Database, "now", broken)
+    db = make_db("sqlite", tmp_path)
+    sim = db.simulator()
+    insert(sim, [atlas_row(sim, 1, time.time() - 120)])
+    harness = Harness(tmp_path, config(db, sim, safety_lag_s=60))
+    await harness.start()
+    assert await harness.round() == 1
+    assert harness.source is not None and not harness.source.database_clock
     await harness.close()
     sim.close()
 

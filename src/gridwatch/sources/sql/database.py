@@ -84,6 +84,17 @@ def _sqlalchemy() -> Any:
     return sqlalchemy
 
 
+_NOW = {
+    "postgresql": "SELECT EXTRACT(EPOCH FROM clock_timestamp())",
+    "mysql": "SELECT UNIX_TIMESTAMP(NOW(6))",
+    "mariadb": "SELECT UNIX_TIMESTAMP(NOW(6))",
+    "sqlite": "SELECT (julianday('now') - 2440587.5) * 86400.0",
+    "oracle": "SELECT (CAST(SYS_EXTRACT_UTC(SYSTIMESTAMP) AS DATE) - DATE '1970-01-01') * 86400 "
+    "FROM dual",
+}
+"""Seconds since the epoch by the database server's clock, per dialect."""
+
+
 def _mysql_zone(zone: str) -> str:
     return "+00:00" if zone == "UTC" else zone
 
@@ -254,6 +265,30 @@ class Database:
             }
             return kinds.get(type_name, Kind.OTHER)
         return Kind.TEXT_TIME  # SQLite: decided by the values; text bounds are harmless
+
+    def now(self) -> float | None:
+        """The database server's clock, in seconds since the epoch (``None``: no such query
+        for this dialect)."""
+        sql = _NOW.get(self.dialect_name)
+        if sql is None:
+            return None
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(sql)
+                row = cursor.fetchone()
+                assert row is not None, "SELECT of one value returned no row"
+                value = row[0]
+            finally:
+                cursor.close()
+            connection.commit()
+        except Exception:
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()
+        return float(value)
 
     def alive(self) -> bool:
         """Whether a fresh connection answers ``SELECT 1`` (tells outages from bad queries)."""

@@ -30,17 +30,20 @@ T = TypeVar("T")
 _CURSOR_LAGS: weakref.WeakKeyDictionary[Metrics, dict[str, float]] = weakref.WeakKeyDictionary()
 
 
-def _cursor_lag_gauge(metrics: Metrics) -> dict[str, float]:
-    lags = _CURSOR_LAGS.get(metrics)
-    if lags is None:
-        lags = _CURSOR_LAGS[metrics] = {}
-        metrics.gauge(
-            "sql_cursor_lag_seconds",
-            "Seconds between now and the commit value of the last row read.",
-            "component",
-            lambda: dict(lags),
-        )
-    return lags
+_CLOCK_SKEWS: weakref.WeakKeyDictionary[Metrics, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
+def _gauge(
+    registry: weakref.WeakKeyDictionary[Metrics, dict[str, float]],
+    metrics: Metrics,
+    name: str,
+    help_text: str,
+) -> dict[str, float]:
+    values = registry.get(metrics)
+    if values is None:
+        values = registry[metrics] = {}
+        metrics.gauge(name, help_text, "component", lambda: dict(values))
+    return values
 
 
 class DatabaseUnavailable(Exception):
@@ -53,13 +56,30 @@ class SqlIncrementalSource(Source):
 
     Config = SqlIncrementalConfig
     config: SqlIncrementalConfig
-    clock: Callable[[], float] = staticmethod(time.time)
+    clock: Callable[[], float] | None = None
+    """A clock to use instead of the database's (tests simulate time with it)."""
 
     async def open(self, position: Any) -> None:
         cfg = self.config
         self.db = Database(cfg)
-        self.lags = _cursor_lag_gauge(self.context.metrics)
+        metrics = self.context.metrics
+        self.lags = _gauge(
+            _CURSOR_LAGS,
+            metrics,
+            "sql_cursor_lag_seconds",
+            "Seconds between now and the commit value of the last row read.",
+        )
+        self.skews = _gauge(
+            _CLOCK_SKEWS,
+            metrics,
+            "sql_clock_skew_seconds",
+            "The database's clock minus this host's, measured each round.",
+        )
+        self.skew = 0.0
+        self.skew_reported = False
+        self.database_clock = True
         kind = await self._call(self.db.probe, None)
+        await self._measure_skew()
         self.axis = TimeAxis(kind, cfg.database_timezone)
         self.rows = RowConverter(cfg, self.axis)
         if position:
@@ -91,7 +111,7 @@ class SqlIncrementalSource(Source):
         if start.strip().lower().startswith("now"):
             if not self.axis.kind.is_time:
                 raise ConfigurationError("start_value: `now` needs a time commit column")
-            return self.axis.from_epoch(self.clock() - start_offset_s(start))
+            return self.axis.from_epoch(self.now() - start_offset_s(start))
         if self.axis.kind.is_time:
             try:
                 return self.axis.parse_start(start)
@@ -118,9 +138,38 @@ class SqlIncrementalSource(Source):
             if pause > 0:
                 await asyncio.sleep(pause)
 
+    def now(self) -> float:
+        """Seconds since the epoch by the database's clock: the commit values come from there,
+        so the safety lag holds however far this host's clock is off."""
+        return self.clock() if self.clock is not None else time.time() + self.skew
+
+    async def _measure_skew(self) -> None:
+        if self.clock is not None or not self.database_clock:
+            return
+        before = time.time()
+        try:
+            database_now = await self._call(self.db.now)
+        except ConfigurationError as exc:
+            database_now = None
+            log.warning("sql source %s: using this host's clock: %s", self.id, exc)
+        if database_now is None:
+            self.database_clock = False
+            return
+        self.skew = database_now - (before + time.time()) / 2
+        self.skews[self.id] = self.skew
+        if abs(self.skew) > 1.0 and not self.skew_reported:
+            self.skew_reported = True
+            log.warning(
+                "sql source %s: the database's clock is %+.1f s from this host's; "
+                "reading by the database's",
+                self.id,
+                self.skew,
+            )
+
     async def read_round(self) -> AsyncIterator[SourceBatch]:
         """One round: rescan the window behind the cursor, then read forward until caught up."""
-        now = self.clock()
+        await self._measure_skew()
+        now = self.now()
         async for batch in self._rescan(now):
             yield batch
         async for batch in self._forward(now):
@@ -248,7 +297,7 @@ class SqlIncrementalSource(Source):
                 cursor.remember(values[i], converted.key(i))  # older: beyond any rescan
         epoch = self.axis.to_epoch(cursor.value)
         if epoch is not None:
-            self.lags[self.id] = max(0.0, self.clock() - epoch)
+            self.lags[self.id] = max(0.0, self.now() - epoch)
         return SourceBatch(records, position=cursor.to_json())
 
     # -- retries --------------------------------------------------------------------------

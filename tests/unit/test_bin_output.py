@@ -6,9 +6,11 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gridwatch.errors import ConfigurationError
 from gridwatch.jobs.aggregate import AggregateConfig, AggregateCore
 from gridwatch.jobs.bins import Acc, AggSpec, BinKey, parse_measure
 from gridwatch.jobs.cells import Cells
@@ -217,3 +219,14 @@ def test_cells_of_keys_equal_in_python_are_merged_not_overwritten() -> None:
     assert [acc.to_json() for acc in table.take(table.live_rows()).accs().values()] == [
         [2, 0, 0, {"v": 4}, {"v": 2}, {}, {}, {}]
     ]
+
+
+def test_a_checkpoint_of_other_keys_or_bins_is_refused_with_the_reason() -> None:
+    table = BinTable(SPEC)
+    table.add(cells({(600_000, ("a", 1)): Acc(1, 0, 0)}))
+    other_keys = BinTable(AggSpec(600_000, ("site",), SPEC.measures))
+    with pytest.raises(ConfigurationError, match="2 group_by keys and the job has 1"):
+        other_keys.load(table.to_raw())
+    hourly = BinTable(AggSpec(3_600_000, SPEC.keys, SPEC.measures))
+    with pytest.raises(ConfigurationError, match="not 3600 s long"):
+        hourly.load(table.to_raw())

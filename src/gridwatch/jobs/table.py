@@ -17,6 +17,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from gridwatch.errors import ConfigurationError
 from gridwatch.jobs.bins import Acc, AggSpec
 from gridwatch.jobs.cells import I64, Cells, Triples, add_exact
 from gridwatch.jobs.windows import Watermark, canonical_keys
@@ -303,10 +304,27 @@ class BinTable(Watermark):
         self._restore(cells, revisions, np.array([bool(entry[4]) for entry in bins], dtype=bool))
 
     def _restore(self, cells: Cells, revisions: I64, dirty: npt.NDArray[np.bool_]) -> None:
+        self._check_fits(cells)
         self.add(cells)
         rows = self._find_rows(cells.start, self._global_groups(cells.groups)[cells.group])
         self._columns["revision"][rows] = revisions
         self._columns["dirty"][rows] = dirty
+
+    def _check_fits(self, cells: Cells) -> None:
+        """Refuse a checkpoint made with other bins or keys: merging it would mix them up."""
+        keys = len(self.spec.keys)
+        widths = {len(group) for group in cells.groups}
+        if widths - {keys}:
+            raise ConfigurationError(
+                f"the checkpoint holds bins with {', '.join(map(str, sorted(widths)))} group_by "
+                f"keys and the job has {keys}: run the changed job under a new id (its state "
+                "then starts empty) or restore its group_by"
+            )
+        if len(cells) and np.any(cells.start % self.bin_ms):
+            raise ConfigurationError(
+                f"the checkpoint holds bins that are not {self.bin_ms // 1000} s long: run the "
+                "changed job under a new id (its state then starts empty) or restore window_s"
+            )
 
 
 def _ints(values: list[int]) -> I64:

@@ -179,7 +179,7 @@ class Transform(Component):
 class Batch:
     """Consecutive lines of one bus topic, decoded to records only if a sink asks."""
 
-    def __init__(self, topic: str, lines: list[bytes]) -> None:
+    def __init__(self, topic: str, lines: Sequence[bytes]) -> None:
         self.topic = topic
         self.lines = lines
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gridwatch.bus.base import Bus
+from gridwatch.bus.base import Bus, JoinedLines
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class Polled:
     """
 
     topic: str
-    lines: list[bytes]
+    lines: Sequence[bytes]
     end: int
     lost: int = 0
 
@@ -65,10 +65,7 @@ class BusReader:
                 lost,
                 topic,
             )
-        lines: list[bytes] = []
-        for piece in slices:
-            if piece.origin in self.origins:
-                lines.extend(piece.lines)
+        lines = JoinedLines.of([piece.lines for piece in slices if piece.origin in self.origins])
         return Polled(topic, lines, slices[-1].end, lost)
 
     async def each_topic(self) -> AsyncIterator[Polled]:

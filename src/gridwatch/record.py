@@ -197,6 +197,11 @@ def encode_joined(records: Sequence[Record]) -> bytes:
 
 def decode_lines(lines: Sequence[bytes]) -> list[Record]:
     """Decode envelope lines that gridwatch itself wrote (already validated)."""
+    payload = getattr(lines, "payload", None)
+    if isinstance(payload, bytes):  # one newline-joined buffer (JSON has no raw newlines)
+        return (
+            _records_decoder.decode(b"[" + payload.replace(b"\n", b",") + b"]") if payload else []
+        )
     return _records_decoder.decode(b"[" + b",".join(lines) + b"]")
 
 

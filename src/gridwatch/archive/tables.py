@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from gridwatch.bus.base import joined
 from gridwatch.record import Record, decode_one
 
 DAY_MS = 86_400_000
@@ -69,7 +70,7 @@ def lines_to_table(lines: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int, st
 def _parse_fast(lines: Sequence[bytes]) -> pa.Table:
     longest = max(map(len, lines), default=0)
     read = pa_json.ReadOptions(use_threads=False, block_size=max(16 << 20, 2 * longest + 2))
-    return pa_json.read_json(io.BytesIO(b"\n".join(lines)), read_options=read, parse_options=_PARSE)
+    return pa_json.read_json(io.BytesIO(joined(lines)), read_options=read, parse_options=_PARSE)
 
 
 def _parse_field_by_field(lines: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int, str]]]:

@@ -8,7 +8,7 @@ source's position is stored atomically with the records it produced.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol, overload
@@ -45,6 +45,27 @@ class JoinedLines(Sequence[bytes]):
     def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
         return self.lines[index]
 
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.lines)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to the same lines, however held (a list compares equal too)."""
+        if isinstance(other, JoinedLines):
+            return self.size == other.size and self.payload == other.payload
+        if isinstance(other, list | tuple):
+            return self.lines == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, which have no hash
+
+    @staticmethod
+    def of(parts: Sequence[Sequence[bytes]]) -> JoinedLines:
+        """Several runs of lines as one (a single run is not copied)."""
+        if len(parts) == 1 and isinstance(parts[0], JoinedLines):
+            return parts[0]
+        size = sum(map(len, parts))
+        return JoinedLines(b"\n".join(joined(part) for part in parts if len(part)), size)
+
 
 def joined(lines: Sequence[bytes]) -> bytes:
     """``lines`` joined by newlines (without copying when they already are)."""
@@ -58,7 +79,7 @@ class Slice:
     topic: str
     offset: int
     origin: str
-    lines: list[bytes]
+    lines: Sequence[bytes]
 
     @property
     def end(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from gridwatch.bus.base import Entry, GroupState, Slice, TopicInfo, joined
+from gridwatch.bus.base import Entry, GroupState, JoinedLines, Slice, TopicInfo, joined
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics(
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS positions(
 """
 
 _READ = """
-SELECT base_offset, origin, payload FROM batches
+SELECT base_offset, count, origin, payload FROM batches
 WHERE topic_id = :t AND base_offset >= COALESCE(
     (SELECT base_offset FROM batches WHERE topic_id = :t AND base_offset <= :o
      ORDER BY base_offset DESC LIMIT 1), :o)
@@ -213,13 +213,14 @@ class SqliteBus:
         total = 0
         # Every row holds at least one line, so max_lines rows are always enough.
         rows = conn.execute(_READ, {"t": topic_id, "o": offset, "n": max_lines})
-        for base, origin, payload in rows:
-            lines = bytes(payload).split(b"\n")
+        for base, count, origin, payload in rows:
             skip = max(0, offset - base)
-            if skip >= len(lines):
+            if skip >= count:
                 continue
-            slices.append(Slice(topic, base + skip, origin, lines[skip:]))
-            total += len(lines) - skip
+            # Lines stay one buffer: consumers that want them one by one split it.
+            rest = bytes(payload).split(b"\n", skip)[-1] if skip else bytes(payload)
+            slices.append(Slice(topic, base + skip, origin, JoinedLines(rest, count - skip)))
+            total += count - skip
             if total >= max_lines:
                 break
         return slices

@@ -251,7 +251,7 @@ class AccountingJob(StreamJob):
     def checkpoint(self) -> Any:
         return self.core.to_json()
 
-    def process(self, topic: str, lines: list[bytes]) -> None:
+    def process(self, topic: str, lines: Sequence[bytes]) -> None:
         table, invalid = self.core.query(lines)
         for row in invalid:
             self.reject(lines[row], f"{self.id}: not valid JSON")

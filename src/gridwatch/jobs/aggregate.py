@@ -222,7 +222,7 @@ class AggregateCore:
             return columns.take(keep), rows[keep], rejected
         return columns, rows, rejected
 
-    def on_lines(self, lines: list[bytes]) -> tuple[Columns, np.ndarray, list[tuple[int, str]]]:
+    def on_lines(self, lines: Sequence[bytes]) -> tuple[Columns, np.ndarray, list[tuple[int, str]]]:
         """The columns of a batch of envelope lines."""
         table, invalid = self.query(lines)
         columns, rows, rejected = self.columns(table)
@@ -302,7 +302,7 @@ class AggregateJob(StreamJob):
         self._aggregate_pending()
         return self.windows.to_raw()
 
-    def process(self, topic: str, lines: list[bytes]) -> None:
+    def process(self, topic: str, lines: Sequence[bytes]) -> None:
         columns, rows, rejected = self.core.on_lines(lines)
         for row, reason in rejected:
             self.reject(lines[row], f"{self.id}: {reason}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -131,7 +132,7 @@ class EnrichJob(StreamJob):
             if now - self.loaded_at.get(name, 0.0) >= table.refresh_s:
                 self._load(name)
 
-    def process(self, topic: str, lines: list[bytes]) -> None:
+    def process(self, topic: str, lines: Sequence[bytes]) -> None:
         records, missed = enrich(decode_lines(lines), self.tables, self.config)
         if missed:
             self.context.metrics.inc(self.id, "unknown_keys", missed)

@@ -22,6 +22,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from gridwatch.bus.base import JoinedLines
+
 ENVELOPE_COLUMNS = {
     "_timestamp": ("timestamp", "BIGINT"),
     "_producer": ("producer", "VARCHAR"),
@@ -93,12 +95,23 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 def lines_table(lines: Sequence[bytes]) -> pa.Table:
     """Bus lines as an Arrow table with ``_row`` and ``line``."""
-    return pa.table(
-        {
-            "_row": pa.array(np.arange(len(lines), dtype=np.int64)),
-            "line": pa.array(lines, type=pa.string()),
-        }
-    )
+    return pa.table({"_row": pa.array(np.arange(len(lines), dtype=np.int64)), "line": _text(lines)})
+
+
+def _text(lines: Sequence[bytes]) -> pa.Array:
+    """The lines as an Arrow string array; a newline-joined buffer is used in place (each
+    value then ends with its newline, which JSON parsers skip as whitespace)."""
+    if isinstance(lines, JoinedLines) and len(lines):
+        payload = lines.payload
+        ends = np.flatnonzero(np.frombuffer(payload, dtype=np.uint8) == ord("\n"))
+        if len(ends) == len(lines) - 1:
+            offsets = np.concatenate(([0], ends + 1, [len(payload)])).astype(np.int64)
+            text = pa.LargeStringArray.from_buffers(
+                len(lines), pa.py_buffer(offsets), pa.py_buffer(payload)
+            )
+            text.validate(full=True)  # UTF-8, as pa.array checks it
+            return text
+    return pa.array(list(lines), type=pa.string())
 
 
 class LineQuery:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from gridwatch.bus.base import Entry
@@ -39,7 +40,7 @@ class StreamJob(Job):
     def restore(self, state: Any) -> None:
         """Load the checkpointed state (``None`` on the first run)."""
 
-    def process(self, topic: str, lines: list[bytes]) -> None:
+    def process(self, topic: str, lines: Sequence[bytes]) -> None:
         """Handle a batch of input lines; publish results with :meth:`emit`."""
         raise NotImplementedError
 

@@ -8,7 +8,7 @@ revision instead of being counted twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -139,7 +139,7 @@ class RollupJob(StreamJob):
         ]
         return {"windows": self.windows.to_json(), "children": children}
 
-    def process(self, topic: str, lines: list[bytes]) -> None:
+    def process(self, topic: str, lines: Sequence[bytes]) -> None:
         records = decode_lines(lines)
         touched: set[BinKey] = set()
         bin_ms = self.core.spec.bin_ms

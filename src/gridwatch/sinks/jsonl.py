@@ -8,6 +8,7 @@ from typing import IO, Any, Literal
 
 from pydantic import Field
 
+from gridwatch.bus.base import joined
 from gridwatch.components import Batch, Sink, SinkConfig, WriteResult, register
 
 
@@ -42,7 +43,7 @@ class JsonlSink(Sink):
 
     def write(self, batch: Batch) -> WriteResult:
         handle = self._file(batch.topic)
-        handle.write(b"\n".join(batch.lines) + b"\n")
+        handle.write(joined(batch.lines) + b"\n")
         handle.flush()
         return WriteResult()
 

@@ -7,6 +7,7 @@ added to the application once, by whichever comes first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import Collection
 from typing import Any, Protocol
@@ -20,6 +21,8 @@ from gridwatch.serving.query import Query, QueryError, Result, parse_query, run_
 from gridwatch.serving.store import TimeSeriesStore
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+RESTORE_WAIT_S = 5.0
+"""How long a status request waits for a job that is still loading its state."""
 _json = msgspec.json.Encoder()
 
 
@@ -36,6 +39,9 @@ class StoreOwner(Protocol):
 
 class StatusBoard(Protocol):
     """What a status job lends to the API."""
+
+    restored: asyncio.Event
+    """Set once the job has loaded its checkpointed state."""
 
     def statuses(self) -> list[dict[str, Any]]:
         """Every module's current status."""
@@ -151,6 +157,9 @@ async def _measurements(request: web.Request) -> web.Response:
 async def _status(request: web.Request) -> web.Response:
     modules: list[dict[str, Any]] = []
     for board in request.app[SERVING_KEY].boards.values():
+        # Just after a start, answer with the restored statuses rather than empty ones.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(board.restored.wait(), RESTORE_WAIT_S)
         modules.extend(board.statuses())
     counts: dict[str, int] = {}
     for module in modules:

@@ -54,6 +54,7 @@ class ModuleStatusJob(Job):
 
     def __init__(self, component_id: str, config: Any, context: Any) -> None:
         super().__init__(component_id, config, context)
+        self.restored = asyncio.Event()
         self.latest: dict[str, Latest] = {}
         self.current: dict[str, Status] = {}
         self.since: dict[str, int] = {}
@@ -93,6 +94,7 @@ class ModuleStatusJob(Job):
         cfg = self.config
         reader = BusReader(self.context.bus, f"job.{self.id}", cfg.inputs, cfg.max_batch_records)
         self._restore(await reader.load())
+        self.restored.set()
         last_evaluation = 0.0
         last_commit = time.monotonic()
         while not stop.is_set():

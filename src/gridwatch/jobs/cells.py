@@ -122,7 +122,7 @@ class Cells:
         ]
 
     def accs(self) -> dict[BinKey, Acc]:
-        """The cells as accumulator objects (the form rollups and the tests use)."""
+        """The cells as accumulator objects (one per cell, as rollups keep them)."""
         states = self.acc_json()
         return {
             key: Acc.from_json(state) for key, state in zip(self.bin_keys(), states, strict=True)

@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from gridwatch.jobs.bins import AggSpec, BinKey, Measure
+from gridwatch.jobs.bins import AggSpec, Measure
 from gridwatch.jobs.cells import Cells, Triples
 from gridwatch.jobs.sketch import Sketch, bucket_value
 from gridwatch.jobs.windows import canonical_keys
@@ -38,10 +38,6 @@ class BinIds:
         for part in (producer.encode(), type_.encode(), str(bin_ms).encode()):
             self._prefix.update(len(part).to_bytes(8, "little"))
             self._prefix.update(part)
-
-    def of(self, key: BinKey) -> str:
-        """The id of one bin."""
-        return self._of(str(key[0]).encode(), canonical_keys(key[1]))
 
     def of_cells(self, cells: Cells) -> list[str]:
         """The ids of many cells (each group's keys encoded once)."""

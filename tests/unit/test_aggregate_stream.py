@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from gridwatch.bus import SqliteBus
+from gridwatch.bus.base import JoinedLines
 from gridwatch.components import Context
 from gridwatch.config import load_pipeline
 from gridwatch.jobs.aggregate import AggregateConfig, AggregateCore, AggregateJob
@@ -130,11 +131,13 @@ def test_values_beyond_exact_sums_are_dead_letters_and_the_rest_counts(
     assert [r.data["bytes"] for r in out["xrootd_agg_stats"]] == [1000 * 2**53]
 
 
+@pytest.mark.parametrize("joined", [False, True], ids=["list", "bus buffer"])
 def test_a_line_that_is_not_json_is_a_dead_letter_and_the_batch_counts(
-    job: AggregateJob,
+    job: AggregateJob, joined: bool
 ) -> None:
     good = [transfer(T0 + MIN, T0 + 2 * MIN, 5), transfer(T0 + 3 * MIN, T0 + 4 * MIN, 7)]
-    job.process("t", [good[0], b'{"producer": "xrootd", "ty', good[1], b""])
+    lines = [good[0], b'{"producer": "xrootd", "ty', good[1], b""]
+    job.process("t", JoinedLines(b"\n".join(lines), len(lines)) if joined else lines)
     job.windows.observe(T0 + 20 * MIN)
     out = published(job)
     reasons = [d.data["reason"] for d in out["gridwatch_raw_deadletter"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,24 @@ def test_a_line_that_is_not_json_is_a_dead_letter_and_the_batch_counts(
     reasons = [d.data["reason"] for d in out["gridwatch_raw_deadletter"]]
     assert reasons == ["stats: not valid JSON", "stats: not valid JSON"]
     assert [r.data["bytes"] for r in out["xrootd_agg_stats"]] == [12]
+
+
+def test_a_record_from_a_clock_far_ahead_is_a_dead_letter_not_a_watermark(
+    job: AggregateJob,
+) -> None:
+    now = (int(time.time() * 1000) // (10 * MIN)) * 10 * MIN
+    job.process("t", [transfer(now - 30 * MIN, now - 25 * MIN, 5)])
+    year_ahead = now + 365 * 86_400_000
+    job.process(
+        "t", [transfer(year_ahead, year_ahead, 7), transfer(now - 9 * MIN, now - 8 * MIN, 3)]
+    )
+    out = published(job)
+    reasons = [d.data["reason"] for d in out["gridwatch_raw_deadletter"]]
+    assert reasons == ["stats: event time more than max_future_s=3600 ahead of this host's clock"]
+    # The watermark stayed with the honest clocks: the later record is not too late.
+    assert "xrootd_agg_stats_late" not in out
+    assert job.windows.max_event_ms == now - 8 * MIN
+    assert job.context.metrics.value("stats", "too_early") == 1
 
 
 def test_checkpoint_round_trip_keeps_open_bins(job: AggregateJob, tmp_path: Path) -> None:

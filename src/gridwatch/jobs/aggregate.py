@@ -6,6 +6,7 @@ the watermark, revisions and the correction topic (:mod:`.table`) around it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -102,6 +103,13 @@ class AggregateConfig(JobConfig):
     )
     max_span_s: float = Field(
         7 * 86400.0, gt=0, description="Longer intervals are rejected to the dead-letter topic."
+    )
+    max_future_s: float | None = Field(
+        3600.0,
+        gt=0,
+        description="A record whose event time is further than this ahead of this host's clock "
+        "goes to the dead-letter topic, so that a producer with a clock far ahead cannot move "
+        "the watermark past everybody's bins (null: no limit; batch runs take such records).",
     )
     rollup_state: bool = Field(
         False, description="Add the mergeable state (_acc) to outputs, for a `rollup` job."
@@ -306,6 +314,7 @@ class AggregateJob(StreamJob):
         columns, rows, rejected = self.core.on_lines(lines)
         for row, reason in rejected:
             self.reject(lines[row], f"{self.id}: {reason}")
+        columns, rows = self._drop_future(lines, columns, rows)
         bin_ms = self.core.spec.bin_ms
         too_late = self.windows.too_late((columns.start_ms // bin_ms) * bin_ms)
         if too_late.any():
@@ -323,6 +332,24 @@ class AggregateJob(StreamJob):
         if self._pending_rows >= AGGREGATE_ROWS:
             self._aggregate_pending()
         self.windows.observe(int(columns.end_ms.max()))
+
+    def _drop_future(
+        self, lines: Sequence[bytes], columns: Columns, rows: np.ndarray
+    ) -> tuple[Columns, np.ndarray]:
+        limit = self.config.max_future_s
+        if limit is None:
+            return columns, rows
+        ahead = columns.end_ms > (time.time() + limit) * 1000
+        if not ahead.any():
+            return columns, rows
+        reason = (
+            f"{self.id}: event time more than max_future_s={limit:g} ahead of this host's clock"
+        )
+        for row in rows[ahead]:
+            self.reject(lines[row], reason)
+        self.context.metrics.inc(self.id, "too_early", int(ahead.sum()))
+        keep = np.flatnonzero(~ahead)
+        return columns.take(keep), rows[keep]
 
     def _aggregate_pending(self) -> None:
         if self._pending_columns:

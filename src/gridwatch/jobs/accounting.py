@@ -15,6 +15,7 @@ Within a batch, updates are applied in version order, so feeding the archive in 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -60,6 +61,13 @@ class AccountingConfig(JobConfig):
     retain_final_s: float = Field(3600.0, ge=0, description="Keep final entities this long.")
     commit_interval_s: float = Field(
         10.0, ge=0, description="Checkpoint the map at most this often (it can be large)."
+    )
+    max_future_s: float | None = Field(
+        3600.0,
+        gt=0,
+        description="An update whose version is further than this ahead of this host's clock "
+        "goes to the dead-letter topic, so that one clock far ahead cannot move the snapshot "
+        "clock past everybody's updates (null: no limit; batch runs take such updates).",
     )
 
     @model_validator(mode="after")
@@ -251,6 +259,24 @@ class AccountingJob(StreamJob):
     def checkpoint(self) -> Any:
         return self.core.to_json()
 
+    def _drop_future(
+        self, lines: Sequence[bytes], updates: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        limit = self.config.max_future_s
+        if limit is None:
+            return updates
+        ahead_of = (time.time() + limit) * 1000
+        kept = [update for update in updates if update[1] <= ahead_of]
+        if len(kept) < len(updates):
+            reason = (
+                f"{self.id}: version more than max_future_s={limit:g} ahead of this host's clock"
+            )
+            for update in updates:
+                if update[1] > ahead_of:
+                    self.reject(lines[update[-1]], reason)
+            self.context.metrics.inc(self.id, "too_early", len(updates) - len(kept))
+        return kept
+
     def process(self, topic: str, lines: Sequence[bytes]) -> None:
         table, invalid = self.core.query(lines)
         for row in invalid:
@@ -258,7 +284,7 @@ class AccountingJob(StreamJob):
         updates, bad = self.core.rows(table)
         for row in bad:
             self.reject(lines[row], f"{self.id}: no entity id or version")
-        snapshots, too_old = self.core.apply(updates)
+        snapshots, too_old = self.core.apply(self._drop_future(lines, updates))
         self.emit(snapshots)
         if too_old:
             cfg = self.config

@@ -164,6 +164,34 @@ def test_a_record_from_a_clock_far_ahead_is_a_dead_letter_not_a_watermark(
     assert job.context.metrics.value("stats", "too_early") == 1
 
 
+def test_infinite_values_from_a_division_by_zero_stay_out_of_the_sketches(
+    tmp_path: Path,
+) -> None:
+    config = AggregateConfig(
+        inputs=["feed"],
+        producer="xrootd",
+        output_type="rates",
+        fields={"bytes": "BIGINT", "start_time": "BIGINT", "end_time": "BIGINT"},
+        derive={"rate": "bytes / ((end_time - start_time) / 1000)"},
+        start_field="start_time",
+        end_field="end_time",
+        group_by=["site"],
+        aggregates={"p50": "p50(rate)", "top": "max(rate)"},
+    )
+    context = Context(tmp_path, Metrics(), SqliteBus(tmp_path / "bus.db"), EnvelopeDecoder())
+    job = AggregateJob("rates", config, context)
+    job.restore(None)
+    steady = [transfer(T0 + MIN, T0 + 2 * MIN, 60 * n, site=f"S{n % 2}") for n in range(1, 21)]
+    instant = [transfer(T0 + 3 * MIN, T0 + 3 * MIN, 500, site=s) for s in ("S0", "S1", "S2")]
+    job.process("t", [*instant, *steady])
+    job.windows.observe(T0 + 20 * MIN)
+    bins = {r.data["site"]: r.data for r in published(job)["xrootd_agg_rates"]}
+    # rates 1..20 bytes/s: S1 holds the odd ones, S0 the even ones; the value at rank 4.5 of
+    # ten is the fifth (9 and 10), to 1 %, as if the infinite rates were not there
+    assert abs(bins["S1"]["p50"] - 9) < 0.09 and abs(bins["S0"]["p50"] - 10) < 0.1
+    assert bins["S2"]["p50"] is None  # only an infinite rate: nothing to rank
+
+
 def test_checkpoint_round_trip_keeps_open_bins(job: AggregateJob, tmp_path: Path) -> None:
     job.process("t", [transfer(T0 + 5 * MIN, T0 + 15 * MIN, 1000)])
     published(job)

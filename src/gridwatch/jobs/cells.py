@@ -388,6 +388,6 @@ def _ranges(
 
 def _sketch(columns: Columns, pieces: Pieces, inverse: npt.NDArray[np.intp], name: str) -> Triples:
     values = columns.values[name][pieces.row]
-    keep = pieces.last & ~np.isnan(values)
+    keep = pieces.last & np.isfinite(values)  # a division by zero gives inf: no bucket holds it
     count = np.ones(int(keep.sum()), dtype=np.int64)
     return Triples(inverse[keep].astype(np.int64), bucket_indexes(values[keep]), count).combined()

@@ -192,6 +192,29 @@ def test_infinite_values_from_a_division_by_zero_stay_out_of_the_sketches(
     assert bins["S2"]["p50"] is None  # only an infinite rate: nothing to rank
 
 
+def test_a_nan_key_is_one_group_across_batches(tmp_path: Path) -> None:
+    config = AggregateConfig(
+        inputs=["feed"],
+        producer="xrootd",
+        output_type="ratio",
+        fields={"bytes": "BIGINT", "start_time": "BIGINT", "end_time": "BIGINT"},
+        derive={"share": "bytes / 0.0 * 0.0"},  # NaN: inf times zero
+        start_field="start_time",
+        end_field="end_time",
+        group_by=["share"],
+        aggregates={"bytes": "sum(bytes)"},
+    )
+    context = Context(tmp_path, Metrics(), SqliteBus(tmp_path / "bus.db"), EnvelopeDecoder())
+    job = AggregateJob("ratio", config, context)
+    job.restore(None)
+    job.process("t", [transfer(T0 + MIN, T0 + 2 * MIN, 5)])
+    job._aggregate_pending()
+    job.process("t", [transfer(T0 + 3 * MIN, T0 + 4 * MIN, 7)])
+    job.windows.observe(T0 + 20 * MIN)
+    bins = published(job)["xrootd_agg_ratio"]
+    assert [(b.data["share"], b.data["bytes"]) for b in bins] == [(None, 12)]
+
+
 def test_checkpoint_round_trip_keeps_open_bins(job: AggregateJob, tmp_path: Path) -> None:
     job.process("t", [transfer(T0 + 5 * MIN, T0 + 15 * MIN, 1000)])
     published(job)

@@ -9,6 +9,7 @@ per cell; the ``aggregate`` job merges them into its :class:`~gridwatch.jobs.tab
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -318,11 +319,16 @@ def _group_codes(keys: list[pa.Array], rows: int) -> tuple[npt.NDArray[np.int64]
         chunked = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
         encoded = pc.dictionary_encode(chunked, null_encoding="encode")
         indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        dictionary = encoded.dictionary.to_pylist()
+        # NaN (DuckDB's 0.0 / 0.0) never equals itself: as a key it would split its group.
+        dictionary = [None if _is_nan(v) else v for v in encoded.dictionary.to_pylist()]
         codes += indices * stride
         stride *= max(1, len(dictionary))
         dictionaries.append(dictionary)
     return codes, dictionaries
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _decode_groups(

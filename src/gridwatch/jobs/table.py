@@ -33,7 +33,7 @@ class BinTable(Watermark):
         self.spec = spec
         self.groups: list[tuple[Any, ...]] = []
         self._group_ids: dict[tuple[Any, ...], int] = {}
-        self._group_rank: I64 | None = None
+        self._canonical: list[bytes] = []  # each group's keys as canonical JSON, for ordering
         self._rows: dict[tuple[int, int], int] = {}
         self.size = 0
         self._dead = 0
@@ -99,7 +99,7 @@ class BinTable(Watermark):
             if gid is None:
                 gid = ids[group] = len(self.groups)
                 self.groups.append(group)
-                self._group_rank = None
+                self._canonical.append(canonical_keys(group))
             out.append(gid)
         return np.array(out, dtype=np.int64)
 
@@ -172,16 +172,11 @@ class BinTable(Watermark):
     def _in_key_order(self, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
         """Rows sorted by bin start, then by the canonical JSON of their key tuples."""
         c = self._columns
-        return rows[np.lexsort((self._ranks()[c["group"][rows]], c["start"][rows]))]
-
-    def _ranks(self) -> I64:
-        """Each group's place in the canonical order of key tuples."""
-        if self._group_rank is None or len(self._group_rank) != len(self.groups):
-            order = sorted(range(len(self.groups)), key=lambda g: canonical_keys(self.groups[g]))
-            rank = np.empty(len(order), dtype=np.int64)
-            rank[order] = np.arange(len(order))
-            self._group_rank = rank
-        return self._group_rank
+        groups, inverse = np.unique(c["group"][rows], return_inverse=True)
+        canonical = [self._canonical[g] for g in groups.tolist()]
+        rank = np.empty(len(groups), dtype=np.int64)
+        rank[sorted(range(len(groups)), key=canonical.__getitem__)] = np.arange(len(groups))
+        return rows[np.lexsort((rank[inverse], c["start"][rows]))]
 
     def take(self, rows: npt.NDArray[np.intp]) -> Cells:
         """The cells of the given rows, in that order."""
@@ -218,8 +213,8 @@ class BinTable(Watermark):
         c = self._columns
         used, c["group"][: self.size] = np.unique(c["group"][: self.size], return_inverse=True)
         self.groups = [self.groups[g] for g in used.tolist()]
+        self._canonical = [self._canonical[g] for g in used.tolist()]
         self._group_ids = {group: gid for gid, group in enumerate(self.groups)}
-        self._group_rank = None
         keys = zip(c["start"][: self.size].tolist(), c["group"][: self.size].tolist(), strict=True)
         self._rows = {key: row for row, key in enumerate(keys)}
         for name, triples in sketches.items():

@@ -78,10 +78,11 @@ class RollupCore:
         """Take one input bin (ignored if an equal or newer revision is known)."""
         parent = self.parent_of(record)
         revision = int(record.data.get("revision", 0))
+        acc = Acc.from_json(record.data["_acc"])
         kids = self.children.setdefault(parent, {})
         known = kids.get(record.id)
         if known is None or revision >= known[0]:
-            kids[record.id] = (revision, Acc.from_json(record.data["_acc"]))
+            kids[record.id] = (revision, acc)
         return parent
 
     def merged(self, parent: BinKey) -> Acc:
@@ -148,13 +149,18 @@ class RollupJob(StreamJob):
             if "_acc" not in record.data:
                 self.reject(line, f"{self.id}: input bin has no _acc (set rollup_state: true)")
                 continue
-            parent = self.core.parent_of(record)
-            horizon = self.windows.horizon
-            if horizon is not None and parent[0] + bin_ms <= horizon:
-                late.append(line)
+            try:
+                parent = self.core.parent_of(record)
+                window_end = int(record.data["window_end"])
+                horizon = self.windows.horizon
+                if horizon is not None and parent[0] + bin_ms <= horizon:
+                    late.append(line)
+                    continue
+                touched.add(self.core.add(record))
+            except (KeyError, TypeError, ValueError) as exc:
+                self.reject(line, f"{self.id}: not a bin with its state: {exc!r}")
                 continue
-            touched.add(self.core.add(record))
-            self.windows.observe(int(record.data["window_end"]))
+            self.windows.observe(window_end)
         for parent in touched:
             self.windows.replace(parent, self.core.merged(parent))
         if late:

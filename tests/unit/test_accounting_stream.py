@@ -6,11 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gridwatch.bus import SqliteBus
-from gridwatch.components import Context
 from gridwatch.jobs.accounting import AccountingConfig, AccountingJob
-from gridwatch.metrics import Metrics
-from gridwatch.record import EnvelopeDecoder, Record, decode_lines, encode, record_id
+from gridwatch.record import Record, encode, record_id
+from tests.unit.jobs_support import published, started
 
 MIN = 60_000
 
@@ -33,16 +31,12 @@ def test_an_update_from_a_clock_far_ahead_is_a_dead_letter(tmp_path: Path) -> No
         state_field="jobstatus",
         snapshot_interval_s=600,
     )
-    context = Context(tmp_path, Metrics(), SqliteBus(tmp_path / "bus.db"), EnvelopeDecoder())
-    job = AccountingJob("acct", config, context)
-    job.restore(None)
+    job = started(AccountingJob, "acct", config, tmp_path)
     now = (int(time.time() * 1000) // (10 * MIN)) * 10 * MIN
     year_ahead = now + 365 * 86_400_000
     job.process("t", [update(1, now - 25 * MIN, "running"), update(2, year_ahead, "running")])
     job.process("t", [update(3, now - 5 * MIN, "running")])
-    out: dict[str, list[Record]] = {}
-    for topic, _, lines in job.entries():
-        out.setdefault(topic, []).extend(decode_lines(list(lines)))
+    out = published(job)
     reasons = [d.data["reason"] for d in out["gridwatch_raw_deadletter"]]
     assert reasons == ["acct: version more than max_future_s=3600 ahead of this host's clock"]
     # The snapshot clock stayed with the honest updates: one snapshot, of entity 1.

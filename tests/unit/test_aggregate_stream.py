@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
-from gridwatch.bus import SqliteBus
 from gridwatch.bus.base import JoinedLines
-from gridwatch.components import Context
 from gridwatch.config import load_pipeline
 from gridwatch.jobs.aggregate import AggregateConfig, AggregateCore, AggregateJob
-from gridwatch.metrics import Metrics
-from gridwatch.record import EnvelopeDecoder, Record, decode_lines, encode, record_id
+from gridwatch.record import Record, encode, record_id
+from tests.unit.jobs_support import published, started
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "xrootd-transfers.yaml"
 MIN = 60_000
@@ -46,20 +44,7 @@ def job(tmp_path: Path) -> AggregateJob:
         spread=["bytes"],
         allowed_lateness_s=1200,
     )
-    bus = SqliteBus(tmp_path / "bus.db")
-    context = Context(tmp_path, Metrics(), bus, EnvelopeDecoder())
-    aggregate = AggregateJob("stats", config, context)
-    aggregate.restore(None)
-    return aggregate
-
-
-def published(job: AggregateJob) -> dict[str, list[Record]]:
-    job.flush()
-    out: dict[str, list[Record]] = {}
-    for topic, _, lines in job.entries():
-        out.setdefault(topic, []).extend(decode_lines(list(lines)))
-    job._pending().clear()
-    return out
+    return started(AggregateJob, "stats", config, tmp_path)
 
 
 def test_bins_close_with_the_watermark_and_late_records_revise_them(job: AggregateJob) -> None:
@@ -178,9 +163,7 @@ def test_infinite_values_from_a_division_by_zero_stay_out_of_the_sketches(
         group_by=["site"],
         aggregates={"p50": "p50(rate)", "top": "max(rate)"},
     )
-    context = Context(tmp_path, Metrics(), SqliteBus(tmp_path / "bus.db"), EnvelopeDecoder())
-    job = AggregateJob("rates", config, context)
-    job.restore(None)
+    job = started(AggregateJob, "rates", config, tmp_path)
     steady = [transfer(T0 + MIN, T0 + 2 * MIN, 60 * n, site=f"S{n % 2}") for n in range(1, 21)]
     instant = [transfer(T0 + 3 * MIN, T0 + 3 * MIN, 500, site=s) for s in ("S0", "S1", "S2")]
     job.process("t", [*instant, *steady])
@@ -204,9 +187,7 @@ def test_a_nan_key_is_one_group_across_batches(tmp_path: Path) -> None:
         group_by=["share"],
         aggregates={"bytes": "sum(bytes)"},
     )
-    context = Context(tmp_path, Metrics(), SqliteBus(tmp_path / "bus.db"), EnvelopeDecoder())
-    job = AggregateJob("ratio", config, context)
-    job.restore(None)
+    job = started(AggregateJob, "ratio", config, tmp_path)
     job.process("t", [transfer(T0 + MIN, T0 + 2 * MIN, 5)])
     job._aggregate_pending()
     job.process("t", [transfer(T0 + 3 * MIN, T0 + 4 * MIN, 7)])

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gridwatch.bus import SqliteBus
-from gridwatch.components import Context
 from gridwatch.jobs.bins import Acc
 from gridwatch.jobs.rollup import RollupConfig, RollupJob
-from gridwatch.metrics import Metrics
-from gridwatch.record import EnvelopeDecoder, Record, decode_lines, encode, record_id
+from gridwatch.record import Record, encode, record_id
+from tests.unit.jobs_support import published, started
 
 DAY = 86_400_000
 T0 = 1_714_521_600_000  # a day boundary
@@ -31,18 +29,13 @@ def test_unusable_input_bins_are_dead_letters_and_the_rest_rolls_up(tmp_path: Pa
         group_by=["site"],
         aggregates={"bytes": "sum(bytes)"},
     )
-    context = Context(tmp_path, Metrics(), SqliteBus(tmp_path / "bus.db"), EnvelopeDecoder())
-    job = RollupJob("daily", config, context)
-    job.restore(None)
+    job = started(RollupJob, "daily", config, tmp_path)
     good = Acc(2, 10, 2, {"bytes": 40}, {"bytes": 2}).to_json()
     broken = [1, 2, 3]  # not an accumulator
     lines = [child(T0, good), child(T0 + 600_000, broken), child(T0 + 1_200_000, good)]
     job.process("t", lines)
     job.windows.observe(T0 + 2 * DAY)
-    job.flush()
-    out: dict[str, list[Record]] = {}
-    for topic, _, batch in job.entries():
-        out.setdefault(topic, []).extend(decode_lines(list(batch)))
+    out = published(job)
     reasons = [d.data["reason"] for d in out["gridwatch_raw_deadletter"]]
     assert len(reasons) == 1 and reasons[0].startswith("daily: not a bin with its state")
     assert [(r.data["window_start"], r.data["bytes"]) for r in out["xrootd_agg_stats_1d"]] == [

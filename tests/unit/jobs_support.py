@@ -1,0 +1,32 @@
+"""Stream jobs on a real SQLite bus, driven batch by batch, and what they published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gridwatch.bus import SqliteBus
+from gridwatch.components import Context
+from gridwatch.jobs.loop import StreamJob
+from gridwatch.metrics import Metrics
+from gridwatch.record import EnvelopeDecoder, Record, decode_lines
+
+J = TypeVar("J", bound=StreamJob)
+
+
+def started(job_class: type[J], job_id: str, config: Any, tmp_path: Path) -> J:
+    """A job with a fresh state, its outputs held back as in the running loop."""
+    context = Context(tmp_path, Metrics(), SqliteBus(tmp_path / "bus.db"), EnvelopeDecoder())
+    job = job_class(job_id, config, context)
+    job.restore(None)
+    return job
+
+
+def published(job: StreamJob) -> dict[str, list[Record]]:
+    """What the job publishes at its next checkpoint, by topic (then forgotten)."""
+    job.flush()
+    out: dict[str, list[Record]] = {}
+    for topic, _, lines in job.entries():
+        out.setdefault(topic, []).extend(decode_lines(list(lines)))
+    job._pending().clear()
+    return out

@@ -17,6 +17,19 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``gridwatch ARGS`` as a user runs it, from this checkout's sources."""
+    return subprocess.run(
+        [sys.executable, "-m", "gridwatch", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:

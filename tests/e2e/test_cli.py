@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import SRC
+from tests.conftest import run_cli as gridwatch
 
 pytestmark = pytest.mark.e2e
 ROOT = SRC.parent
-
-
-def gridwatch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    return subprocess.run(
-        [sys.executable, "-m", "gridwatch", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_validate_lists_every_mistake_and_fails(tmp_path: Path) -> None:

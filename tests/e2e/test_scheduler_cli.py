@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SRC, GridwatchProcess
+from tests.conftest import GridwatchProcess
+from tests.conftest import run_cli as gridwatch
 
 pytestmark = pytest.mark.e2e
 
@@ -39,18 +37,6 @@ sinks:
     inputs: [eventindex]
     directory: {dir}/out
 """
-
-
-def gridwatch(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    return subprocess.run(
-        [sys.executable, "-m", "gridwatch", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
 
 
 def wait_for(check: object, timeout_s: float = 15.0) -> None:

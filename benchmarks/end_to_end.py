@@ -18,8 +18,8 @@ from pathlib import Path
 from benchmarks._machine import describe
 from gridwatch.config.pipeline import parse_pipeline
 from gridwatch.record import encode_lines
-from gridwatch.runtime import Runtime
-from gridwatch.sources.generator import panda_record, xrootd_record
+from gridwatch.runtime.runner import Runtime
+from gridwatch.sources.generator.source import panda_record, xrootd_record
 
 
 def generator_alone(records: int) -> float:

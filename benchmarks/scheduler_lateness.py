@@ -28,6 +28,7 @@ from gridwatch.components import Context
 from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
+from gridwatch.runtime.publish import Publisher
 from gridwatch.scheduler.core import Scheduler
 
 
@@ -70,7 +71,8 @@ async def scheduled(directory: Path, slots: int, period: float, pg_url: str | No
     context = Context(
         directory, Metrics(), SqliteBus(directory / "bus.db", "normal"), EnvelopeDecoder()
     )
-    scheduler = Scheduler(settings, context, None)
+    publisher = Publisher(context.bus, context.metrics, context.decoder)
+    scheduler = Scheduler(settings, context, None, publisher.publish_ndjson)
     stop = asyncio.Event()
     runner = asyncio.create_task(scheduler.run(stop))
     deadline = time.monotonic() + 5 + slots * period + 5

@@ -30,6 +30,7 @@ from gridwatch.components import Context
 from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
+from gridwatch.runtime.publish import Publisher
 from gridwatch.scheduler.core import Scheduler
 
 SERVER = (
@@ -86,7 +87,8 @@ async def supervised(directory: Path, port: int, count: int) -> tuple[list[float
     context = Context(
         directory, Metrics(), SqliteBus(directory / "bus.db", "normal"), EnvelopeDecoder()
     )
-    scheduler = Scheduler(settings, context, None)
+    publisher = Publisher(context.bus, context.metrics, context.decoder)
+    scheduler = Scheduler(settings, context, None, publisher.publish_ndjson)
     stop = asyncio.Event()
     runner = asyncio.create_task(scheduler.run(stop))
     to_process: list[float] = []

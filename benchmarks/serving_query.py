@@ -32,12 +32,13 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import duckdb
 from aiohttp import web
 
-from gridwatch.api.serving import serving_of
+from gridwatch.api.serving import add_serving_routes
 from gridwatch.serving.points import Point
 from gridwatch.serving.store import StagedPoints, TimeSeriesStore
 from gridwatch.serving.tiers import DAY_MS, HOUR_MS, MINUTE_MS
@@ -126,7 +127,7 @@ def serve_forever(path: Path, port: int) -> None:
             self.store = TimeSeriesStore(path, RETENTION)
 
     app = web.Application()
-    serving_of(app).add_store("bench", Owner())
+    add_serving_routes(app, SimpleNamespace(components={"bench": Owner()}))  # type: ignore[arg-type]
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 

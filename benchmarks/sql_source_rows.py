@@ -26,11 +26,11 @@ from gridwatch.bus import SqliteBus
 from gridwatch.components import Context, SourceBatch
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
-from gridwatch.routing import by_topic
+from gridwatch.runtime.publish import by_topic
 from gridwatch.sim.panda import ARCHIVED, PandaSimulator, job_columns, panda_query, table_name
-from gridwatch.sources.sql.config import SqlIncrementalConfig
-from gridwatch.sources.sql.query import Page, page_statement, prepare
-from gridwatch.sources.sql.source import SqlIncrementalSource
+from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig
+from gridwatch.sources.sql_incremental.query import Page, page_statement, prepare
+from gridwatch.sources.sql_incremental.source import SqlIncrementalSource
 
 URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"

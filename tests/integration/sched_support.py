@@ -10,13 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Context
 from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
+from gridwatch.runtime.publish import Publisher
 from gridwatch.scheduler.core import Scheduler
 from gridwatch.scheduler.store import Run, RunStore
 
@@ -35,9 +34,7 @@ def soon(seconds: float = 0.5) -> str:
     return iso(datetime.now(UTC) + timedelta(seconds=seconds))
 
 
-def make_scheduler(
-    data_dir: Path, schedule: dict[str, Any], app: web.Application | None = None
-) -> Scheduler:
+def make_scheduler(data_dir: Path, schedule: dict[str, Any]) -> Scheduler:
     """A scheduler for ``schedule`` (the YAML section as a dict) with its own bus."""
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = ScheduleSettings.model_validate(schedule)
@@ -46,9 +43,9 @@ def make_scheduler(
         metrics=Metrics(),
         bus=SqliteBus(data_dir / "bus.db", "normal"),
         decoder=EnvelopeDecoder(),
-        app=app,
     )
-    return Scheduler(settings, context, None)
+    publisher = Publisher(context.bus, context.metrics, context.decoder)
+    return Scheduler(settings, context, None, publisher.publish_ndjson)
 
 
 @asynccontextmanager

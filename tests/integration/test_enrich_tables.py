@@ -16,7 +16,7 @@ import pytest
 
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Context
-from gridwatch.jobs.enrich import EnrichConfig, EnrichJob
+from gridwatch.jobs.enrich.job import EnrichConfig, EnrichJob
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, Record, decode_lines, encode
 
@@ -92,7 +92,7 @@ def test_sql_and_http_tables_with_refresh(
     job = EnrichJob("enrich", config, context)
     job.restore(None)
     job.process("t", [job_row("ANALY_CERN", 1008), job_row("ANALY_BNL", 1099)])
-    ((topic, origin, lines),) = job.entries()
+    ((topic, origin, lines),) = job.take_outputs()
     assert (topic, origin) == ("panda_enr_jobs", "enrich")
     first, second = decode_lines(list(lines))
     assert (first.data["site"], first.data["cores"], first.data["error_text"]) == (
@@ -107,11 +107,10 @@ def test_sql_and_http_tables_with_refresh(
     with psycopg.connect(PG, autocommit=True) as conn:
         conn.execute(f"INSERT INTO {queues_table} VALUES ('ANALY_BNL', 'BNL-ATLAS', 16)")
     codes["1099"] = {"text": "lost heartbeat"}
-    job._pending().clear()
     time.sleep(0.05)  # both tables are now due for their refresh
     job.tick()
     job.process("t", [job_row("ANALY_BNL", 1099)])
-    ((_, _, lines),) = job.entries()
+    ((_, _, lines),) = job.take_outputs()
     (again,) = decode_lines(list(lines))
     assert (again.data["site"], again.data["cores"], again.data["error_text"]) == (
         "BNL-ATLAS",

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from gridwatch.bus import SqliteBus
-from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
+from gridwatch.record.deadletter import TOPIC as DEADLETTER_TOPIC
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from gridwatch.components import Batch, Context
 from gridwatch.errors import RetryableError
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, Record, encode_lines
-from gridwatch.sinks.influxdb import InfluxdbConfig, InfluxdbSink
+from gridwatch.sinks.influxdb.sink import InfluxdbConfig, InfluxdbSink
 
 pytestmark = pytest.mark.integration
 URL = os.environ.get("GRIDWATCH_INFLUXDB_URL", "http://127.0.0.1:18086")

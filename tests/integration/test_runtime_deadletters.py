@@ -22,12 +22,12 @@ from gridwatch.components import (
     Transform,
     TransformConfig,
     WriteResult,
-    register,
 )
+from gridwatch.components.registry import register
 from gridwatch.config.pipeline import parse_pipeline
-from gridwatch.deadletter import TOPIC
 from gridwatch.record import decode_lines
-from gridwatch.runtime import Runtime
+from gridwatch.record.deadletter import TOPIC
+from gridwatch.runtime.runner import Runtime
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ def test_dead_letters_can_be_listed_and_replayed(
 ) -> None:
     from gridwatch.bus import SqliteBus
     from gridwatch.cli import main
-    from gridwatch.deadletter import dead_letter
+    from gridwatch.record.deadletter import dead_letter
 
     bus = SqliteBus(tmp_path / "bus.db")
     fixed = b'{"producer":"p","type":"t","timestamp":1700000000,"data":{"n":5}}'

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gridwatch.bus import SqliteBus
-from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.record import decode_lines
+from gridwatch.record.deadletter import TOPIC as DEADLETTER_TOPIC
 from gridwatch.scheduler.ledger import SqliteLedger
 from tests.integration.sched_support import (
     finished,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from gridwatch.api.serving import serving_of
+from gridwatch.api.serving import add_serving_routes
 from gridwatch.serving.points import Point
 from gridwatch.serving.store import StagedPoints, TimeSeriesStore
 from gridwatch.serving.tiers import DAY_MS, HOUR_MS, MINUTE_MS
@@ -38,8 +39,8 @@ def make_store(path: Path, retention: dict[str, int | None]) -> TimeSeriesStore:
 
 async def fetch(stores: dict[str, TimeSeriesStore], urls: list[str]) -> list[tuple[int, Any]]:
     app = web.Application()
-    for name, store in stores.items():
-        serving_of(app).add_store(name, Owner(store))
+    running = SimpleNamespace(components={name: Owner(s) for name, s in stores.items()})
+    add_serving_routes(app, running)  # type: ignore[arg-type]
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gridwatch.bus import SqliteBus
-from gridwatch.components import Context
-from gridwatch.jobs.loop import StreamJob
+from gridwatch.components import Context, Job
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, Record, decode_lines
 
-J = TypeVar("J", bound=StreamJob)
+J = TypeVar("J", bound=Job)
 
 
 def started(job_class: type[J], job_id: str, config: Any, tmp_path: Path) -> J:
@@ -22,11 +21,10 @@ def started(job_class: type[J], job_id: str, config: Any, tmp_path: Path) -> J:
     return job
 
 
-def published(job: StreamJob) -> dict[str, list[Record]]:
+def published(job: Job) -> dict[str, list[Record]]:
     """What the job publishes at its next checkpoint, by topic (then forgotten)."""
     job.flush()
     out: dict[str, list[Record]] = {}
-    for topic, _, lines in job.entries():
+    for topic, _, lines in job.take_outputs():
         out.setdefault(topic, []).extend(decode_lines(list(lines)))
-    job._pending().clear()
     return out

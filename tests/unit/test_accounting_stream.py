@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gridwatch.jobs.accounting import AccountingConfig, AccountingJob
+from gridwatch.jobs.accounting.job import AccountingConfig, AccountingJob
 from gridwatch.record import Record, encode, record_id
 from tests.unit.jobs_support import published, started
 

@@ -10,7 +10,7 @@ import pytest
 
 from gridwatch.bus.base import JoinedLines
 from gridwatch.config import load_pipeline
-from gridwatch.jobs.aggregate import AggregateConfig, AggregateCore, AggregateJob
+from gridwatch.jobs.aggregate.job import AggregateConfig, AggregateCore, AggregateJob
 from gridwatch.record import Record, encode, record_id
 from tests.unit.jobs_support import published, started
 

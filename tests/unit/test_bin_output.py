@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch.errors import ConfigurationError
-from gridwatch.jobs.aggregate import AggregateConfig, AggregateCore
-from gridwatch.jobs.bins import Acc, AggSpec, BinKey, parse_measure
-from gridwatch.jobs.cells import Cells
-from gridwatch.jobs.output import quantiles
-from gridwatch.jobs.sketch import Sketch
-from gridwatch.jobs.table import BinTable
+from gridwatch.jobs.aggregate.job import AggregateConfig, AggregateCore
 from gridwatch.record import encode
+from gridwatch.windowing.bins import Acc, AggSpec, BinKey, parse_measure
+from gridwatch.windowing.cells import Cells
+from gridwatch.windowing.output import quantiles
+from gridwatch.windowing.sketch import Sketch
+from gridwatch.windowing.table import BinTable
 
 sketch_counts = st.dictionaries(
     st.integers(-1500, 1500), st.integers(1, 10**12), min_size=0, max_size=12

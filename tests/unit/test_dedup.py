@@ -11,7 +11,7 @@ from gridwatch.bus import SqliteBus
 from gridwatch.components import Context
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, Record
-from gridwatch.transforms.dedup import Dedup, Window, record_digest
+from gridwatch.transforms.dedup.transform import Dedup, Window, record_digest
 
 
 @pytest.fixture
@@ -92,16 +92,17 @@ def test_a_batch_that_never_reached_the_bus_is_forgotten(context: Context) -> No
     assert [r.data["n"] for r in retried] == [2]
 
 
-def test_the_router_rolls_back_when_the_bus_refuses_a_batch(context: Context) -> None:
-    from gridwatch.routing import Router
+def test_the_publish_path_rolls_back_when_the_bus_refuses_a_batch(context: Context) -> None:
+    from gridwatch.runtime.publish import Publisher
 
     t = dedup(context)
-    router = Router({"dd": t}, {"dd": ["src"]}, ["dd"], context.metrics)
+    publisher = Publisher(context.bus, context.metrics)
+    publisher.rewire({"dd": t}, {"dd": ["src"]}, ["dd"])
     bus = context.bus
-    unstorable_position = ("src", object())  # not JSON: the real append fails and rolls back
+    unstorable_position = object()  # not JSON: the real append fails and rolls back
     with pytest.raises(TypeError):
-        router.append(bus, "src", [rec({"n": 1})], [], unstorable_position)
+        publisher.publish("src", [rec({"n": 1})], position=unstorable_position)
     assert bus.topics() == {}
-    router.append(bus, "src", [rec({"n": 1})], [], ("src", {"next": 1}))  # the retry
+    publisher.publish("src", [rec({"n": 1})], position={"next": 1})  # the retry
     (piece,) = bus.read("panda_raw_jobs", 0, 10)
     assert len(piece.lines) == 1 and piece.origin == "dd"

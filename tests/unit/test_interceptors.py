@@ -13,13 +13,11 @@ from gridwatch.bus import SqliteBus
 from gridwatch.components import Context
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, Record
-from gridwatch.transforms.interceptors import (
-    DropFields,
-    RenameFields,
-    SetFields,
-    StampHost,
-    StampTime,
-)
+from gridwatch.transforms.drop_fields import DropFields
+from gridwatch.transforms.rename_fields import RenameFields
+from gridwatch.transforms.set_fields import SetFields
+from gridwatch.transforms.stamp_host import StampHost
+from gridwatch.transforms.stamp_time import StampTime
 
 
 @pytest.fixture
@@ -45,7 +43,7 @@ def rec(data: dict[str, Any], **envelope: Any) -> Record:
 
 
 def make(cls: Any, context: Context, **config: Any) -> Any:
-    return cls("t", cls.Config(type=cls.type_name, inputs=["src"], **config), context)
+    return cls("t", cls.Config(inputs=["src"], **config), context)
 
 
 def test_set_fields_sets_envelope_and_payload(context: Context) -> None:

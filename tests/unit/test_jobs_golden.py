@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from gridwatch.config import load_pipeline
-from gridwatch.jobs.batch import run_batch
-from gridwatch.jobs.enrich import enrich
-from gridwatch.jobs.reference import load_table
+from gridwatch.jobs.enrich.job import enrich
+from gridwatch.jobs.enrich.reference import load_table
 from gridwatch.record import decode_lines, encode
+from gridwatch.windowing.batch import run_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "jobs"

@@ -14,7 +14,7 @@ from gridwatch.bus import SqliteBus
 from gridwatch.components import Batch, Context
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, encode_lines
-from gridwatch.sinks.parquet_archive import ParquetArchiveSink
+from gridwatch.sinks.parquet_archive.sink import ParquetArchiveSink
 
 DAY_S = 86_400
 T0 = 1_709_251_200  # 2024-03-01T00:00:00Z

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gridwatch.jobs.bins import Acc
-from gridwatch.jobs.rollup import RollupConfig, RollupJob
+from gridwatch.jobs.rollup.job import RollupConfig, RollupJob
 from gridwatch.record import Record, encode, record_id
+from gridwatch.windowing.bins import Acc
 from tests.unit.jobs_support import published, started
 
 DAY = 86_400_000

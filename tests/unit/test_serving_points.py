@@ -6,7 +6,7 @@ import pytest
 
 from gridwatch.record import Record
 from gridwatch.serving.points import MeasurementRule, PointMaker, PointRules
-from gridwatch.sinks.influxdb import line_of
+from gridwatch.sinks.influxdb.sink import line_of
 
 
 def record(**kw: object) -> Record:

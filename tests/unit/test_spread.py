@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridwatch.jobs import cells
-from gridwatch.jobs.bins import Acc, AggSpec, BinKey, Columns, Measure
-from gridwatch.jobs.cells import partials
-from gridwatch.jobs.spread import _by_remainder, apportion, spread
-from gridwatch.jobs.table import BinTable
+from gridwatch.windowing import cells
+from gridwatch.windowing.bins import Acc, AggSpec, BinKey, Columns, Measure
+from gridwatch.windowing.cells import partials
+from gridwatch.windowing.spread import _by_remainder, apportion, spread
+from gridwatch.windowing.table import BinTable
 
 BIN = 600_000
 

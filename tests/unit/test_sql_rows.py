@@ -9,11 +9,11 @@ from decimal import Decimal
 import msgspec
 
 from gridwatch.record import EncodedRecords, Record, decode_lines, encode, encode_lines
-from gridwatch.routing import by_topic
-from gridwatch.sources.sql.config import SqlIncrementalConfig
-from gridwatch.sources.sql.database import Fetched
-from gridwatch.sources.sql.rows import RowConverter
-from gridwatch.sources.sql.values import Kind, TimeAxis
+from gridwatch.runtime.publish import by_topic
+from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig
+from gridwatch.sources.sql_incremental.database import Fetched
+from gridwatch.sources.sql_incremental.rows import RowConverter
+from gridwatch.sources.sql_incremental.values import Kind, TimeAxis
 
 NAMES = ["PandaID", "hs06sec", "ratio", "site", "modificationtime", "starttime", "big"]
 ROWS = [

@@ -11,10 +11,15 @@ from pydantic import ValidationError
 
 from gridwatch.record import canonical_json
 from gridwatch.sim.panda import panda_query
-from gridwatch.sources.sql.config import SqlIncrementalConfig, start_offset_s
-from gridwatch.sources.sql.cursor import Cursor
-from gridwatch.sources.sql.query import Page, page_statement, prepare, uses_text_placeholder
-from gridwatch.sources.sql.values import (
+from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig, start_offset_s
+from gridwatch.sources.sql_incremental.cursor import Cursor
+from gridwatch.sources.sql_incremental.query import (
+    Page,
+    page_statement,
+    prepare,
+    uses_text_placeholder,
+)
+from gridwatch.sources.sql_incremental.values import (
     Kind,
     TimeAxis,
     converter_for,

@@ -12,35 +12,19 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from gridwatch.api.dashboard_config import RANGES, DashboardSettings
-from gridwatch.api.serving import serving_of
+from gridwatch.api.running import RunningPipeline
 from gridwatch.bus.base import Bus
-from gridwatch.config.pipeline import Pipeline
-from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
-from gridwatch.metrics import Metrics
+from gridwatch.config.dashboard import RANGES
 from gridwatch.record import decode_lines
+from gridwatch.record.deadletter import TOPIC as DEADLETTER_TOPIC
 
 UI_DIR = Path(__file__).parent / "ui"
 RECENT_DEAD_LETTERS = 20
-SETTINGS_KEY = web.AppKey("gridwatch.dashboard", DashboardSettings)
-
-
-class RunningPipeline(Protocol):
-    """What the dashboard reads from the runtime."""
-
-    pipeline: Pipeline
-    metrics: Metrics
-    status: dict[str, str]
-
-    @property
-    def bus(self) -> Bus:
-        """The running pipeline's bus."""
-        ...
 
 
 def plotly_js() -> Path | None:
@@ -52,17 +36,14 @@ def plotly_js() -> Path | None:
     return path if path.exists() else None
 
 
-def mount_dashboard(
-    app: web.Application, settings: DashboardSettings, running: RunningPipeline
-) -> None:
+def add_dashboard_routes(app: web.Application, running: RunningPipeline) -> None:
     """Add the dashboard's page, static files and JSON routes to ``app``."""
-    serving_of(app)
-    app[SETTINGS_KEY] = settings
 
     async def index(request: web.Request) -> web.FileResponse:
         return web.FileResponse(UI_DIR / "index.html")
 
     async def dashboard(request: web.Request) -> web.Response:
+        settings = running.pipeline.dashboard
         body = msgspec.json.encode(
             {**settings.model_dump(), "ranges": list(RANGES), "plotly": plotly_js() is not None}
         )

@@ -1,19 +1,12 @@
-"""The HTTP server that every running pipeline serves on ``--listen``.
-
-Components add their own routes to :attr:`Server.app` when they are built, before it starts.
-"""
+"""The HTTP server that every running pipeline serves on ``--listen``."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
 from gridwatch.errors import ConfigurationError
-from gridwatch.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +20,10 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class Server:
-    """aiohttp application with ``/health`` and ``/metrics``."""
+    """Serves an aiohttp application on ``HOST:PORT``."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.health: Callable[[], dict[str, Any]] = lambda: {"status": "ok"}
-        self.app = web.Application(client_max_size=1024**3)
-        self.app.router.add_get("/health", self._health)
-        self.app.router.add_get("/metrics", self._metrics)
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
         self._runner: web.AppRunner | None = None
 
     async def start(self, listen: str) -> None:
@@ -52,12 +41,3 @@ class Server:
         """Close the listening socket and running handlers."""
         if self._runner is not None:
             await self._runner.cleanup()
-
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response(self.health())
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        text = await asyncio.to_thread(self.metrics.render)
-        return web.Response(
-            text=text, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
-        )

@@ -1,22 +1,23 @@
 """The serving API: ``/api/v1/query``, ``/api/v1/measurements`` and ``/api/v1/status``.
 
-Time-series sinks and status jobs register themselves here when they are built; the routes are
-added to the application once, by whichever comes first.
+They read the running components that lend a :class:`~gridwatch.capabilities.QueryStore` (the
+``timeseries`` sink) or a :class:`~gridwatch.capabilities.StatusBoard` (``module_status``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 from collections.abc import Collection
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from aiohttp import web
 
+from gridwatch.api.running import RunningPipeline
+from gridwatch.capabilities import QueryStore, StatusBoard
 from gridwatch.serving.query import Query, QueryError, Result, parse_query, run_query
 from gridwatch.serving.store import TimeSeriesStore
 
@@ -26,71 +27,45 @@ RESTORE_WAIT_S = 5.0
 _json = msgspec.json.Encoder()
 
 
-class StoreOwner(Protocol):
-    """What a time-series sink lends to the API."""
-
-    store: TimeSeriesStore | None
-
-    @property
-    def status_fields(self) -> Collection[str]:
-        """Fields aggregated as their worst value."""
-        ...
+RUNNING_KEY = web.AppKey("gridwatch.running", object)
 
 
-class StatusBoard(Protocol):
-    """What a status job lends to the API."""
-
-    restored: asyncio.Event
-    """Set once the job has loaded its checkpointed state."""
-
-    def statuses(self) -> list[dict[str, Any]]:
-        """Every module's current status."""
-        ...
+def add_serving_routes(app: web.Application, running: RunningPipeline) -> None:
+    """Serve ``/api/v1/query``, ``/api/v1/measurements`` and ``/api/v1/status``."""
+    app[RUNNING_KEY] = running
+    app.router.add_get("/api/v1/query", _query)
+    app.router.add_get("/api/v1/measurements", _measurements)
+    app.router.add_get("/api/v1/status", _status)
 
 
-class Serving:
-    """The stores and status boards of one running pipeline."""
-
-    def __init__(self) -> None:
-        self.stores: dict[str, StoreOwner] = {}
-        self.boards: dict[str, StatusBoard] = {}
-
-    def add_store(self, component_id: str, owner: StoreOwner) -> None:
-        """Make a sink's store queryable as ``store=component_id``."""
-        self.stores[component_id] = owner
-
-    def add_board(self, component_id: str, board: StatusBoard) -> None:
-        """Make a status job's modules appear in ``/api/v1/status``."""
-        self.boards[component_id] = board
-
-    def owner(self, name: str | None) -> StoreOwner:
-        """The store named ``name`` (the first one when there is only one)."""
-        if not self.stores:
-            raise web.HTTPNotFound(text="no timeseries sink in this pipeline")
-        if name is None:
-            return next(iter(self.stores.values()))
-        if name not in self.stores:
-            known = ", ".join(self.stores)
-            raise web.HTTPBadRequest(text=f"store: unknown {name!r} (known: {known})")
-        return self.stores[name]
+def _running(request: web.Request) -> RunningPipeline:
+    running: RunningPipeline = request.app[RUNNING_KEY]  # type: ignore[assignment]
+    return running
 
 
-SERVING_KEY = web.AppKey("gridwatch.serving", Serving)
+def _stores(request: web.Request) -> dict[str, QueryStore]:
+    return {cid: c for cid, c in _running(request).components.items() if isinstance(c, QueryStore)}
 
 
-def serving_of(app: web.Application) -> Serving:
-    """The application's :class:`Serving`, adding its routes the first time."""
-    if SERVING_KEY not in app:
-        serving = Serving()
-        app[SERVING_KEY] = serving
-        app.router.add_get("/api/v1/query", _query)
-        app.router.add_get("/api/v1/measurements", _measurements)
-        app.router.add_get("/api/v1/status", _status)
-    return app[SERVING_KEY]
+def _boards(request: web.Request) -> list[StatusBoard]:
+    return [c for c in _running(request).components.values() if isinstance(c, StatusBoard)]
+
+
+def _owner(request: web.Request) -> QueryStore:
+    """The store named by ``store=`` (the first one when not named)."""
+    stores = _stores(request)
+    name = request.query.get("store")
+    if not stores:
+        raise web.HTTPNotFound(text="no timeseries sink in this pipeline")
+    if name is None:
+        return next(iter(stores.values()))
+    if name not in stores:
+        raise web.HTTPBadRequest(text=f"store: unknown {name!r} (known: {', '.join(stores)})")
+    return stores[name]
 
 
 def _store(request: web.Request) -> tuple[TimeSeriesStore, Collection[str]]:
-    owner = request.app[SERVING_KEY].owner(request.query.get("store"))
+    owner = _owner(request)
     if owner.store is None:
         raise web.HTTPServiceUnavailable(text="the store is not open yet")
     return owner.store, owner.status_fields
@@ -156,10 +131,9 @@ async def _measurements(request: web.Request) -> web.Response:
 
 async def _status(request: web.Request) -> web.Response:
     modules: list[dict[str, Any]] = []
-    for board in request.app[SERVING_KEY].boards.values():
+    for board in _boards(request):
         # Just after a start, answer with the restored statuses rather than empty ones.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(board.restored.wait(), RESTORE_WAIT_S)
+        await asyncio.to_thread(board.restored.wait, RESTORE_WAIT_S)
         modules.extend(board.statuses())
     counts: dict[str, int] = {}
     for module in modules:

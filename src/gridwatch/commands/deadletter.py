@@ -9,10 +9,11 @@ from typing import Any
 
 import msgspec
 
-from gridwatch.bus import SqliteBus
-from gridwatch.deadletter import TOPIC, original_of
+from gridwatch.bus import existing_bus
+from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, decode_lines
-from gridwatch.routing import by_topic
+from gridwatch.record.deadletter import TOPIC, original_of
+from gridwatch.runtime.publish import Publisher
 
 
 def register(subparsers: Any) -> None:
@@ -51,11 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def _letters(args: argparse.Namespace) -> list[Any]:
-    path = args.data_dir / "bus.db"
-    if not path.exists():
-        print(f"gridwatch: no bus at {path}", file=sys.stderr)
-        return []
-    bus = SqliteBus(path)
+    bus = existing_bus(args.data_dir)
     info = bus.topics().get(TOPIC)
     lines: list[bytes] = []
     offset = 0 if info is None else info.start
@@ -81,6 +78,7 @@ def _replay(args: argparse.Namespace) -> int:
     for rejection in result.rejected:
         print(f"still invalid: {rejection.reason}", file=sys.stderr)
     if result.records:
-        SqliteBus(args.data_dir / "bus.db").append(by_topic(args.origin, result.records))
+        publisher = Publisher(existing_bus(args.data_dir), Metrics())
+        publisher.publish(args.origin, result.records)
     print(f"replayed {len(result.records)} of {len(letters)} dead letters as {args.origin}")
     return 0 if not result.rejected else 1

@@ -71,7 +71,7 @@ def demo_pipeline(rate: float | None = None, backfill_days: float | None = None)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gridwatch.runtime import Runtime
+    from gridwatch.runtime.runner import Runtime
 
     if args.print_pipeline:
         sys.stdout.write(demo_text())

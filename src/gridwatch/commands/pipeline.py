@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gridwatch.runtime import Runtime
+    from gridwatch.runtime.runner import Runtime
 
     runtime = Runtime(load_pipeline(args.file), args.data_dir, args.listen)
     asyncio.run(runtime.run())

@@ -72,16 +72,19 @@ def _replay(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise ConfigurationError(str(exc)) from None
     progress = Progress(files_total=len(files), enabled=not args.quiet and sys.stderr.isatty())
-    bus = None
+    bus = publisher = None
     if args.to_bus is not None:
-        from gridwatch.bus import SqliteBus
+        from gridwatch.bus import open_bus
+        from gridwatch.metrics import Metrics
+        from gridwatch.runtime.publish import Publisher
 
-        bus = SqliteBus(args.to_bus / "bus.db")
+        bus = open_bus(None, args.to_bus)
+        publisher = Publisher(bus, Metrics())
     out = sys.stdout.buffer
     try:
         for chunk in read_chunks(files, where):
-            if bus is not None:
-                bus.append([(chunk.topic, args.origin, chunk.lines)])
+            if publisher is not None:
+                publisher.publish_lines(args.origin, chunk.lines)
             else:
                 out.write(b"\n".join(chunk.lines) + b"\n")
             progress.update(chunk.path, len(chunk.lines))

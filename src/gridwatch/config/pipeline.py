@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
-from gridwatch.api.dashboard_config import DashboardSettings
 from gridwatch.components import (
     DEADLETTER_INPUT,
     KINDS,
@@ -22,8 +21,9 @@ from gridwatch.components import (
     Component,
     ComponentConfig,
     Kind,
-    load_builtins,
 )
+from gridwatch.components.registry import component_types
+from gridwatch.config.dashboard import DashboardSettings
 from gridwatch.config.problems import ConfigProblems, Path, Problem
 from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.config.secrets import resolve
@@ -157,7 +157,7 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
         problems.append(Problem((), "expected a mapping of sections (sources, sinks, ...)", 1))
     value = resolve(doc.value, (), base_dir, problems) if isinstance(doc.value, dict) else {}
     top = _validate_model(_TopLevel, value, (), problems)
-    registry = load_builtins()
+    registry = component_types()
     components: dict[str, ComponentSpec] = {}
     mentioned: set[str] = set()  # inputs named anywhere, even by components that are invalid
     for kind in KINDS:
@@ -336,10 +336,10 @@ def _cycles(components: dict[str, ComponentSpec]) -> list[Problem]:
 
 def pipeline_schema() -> dict[str, Any]:
     """The JSON Schema of the pipeline file, with every registered component's options."""
-    registry = load_builtins()
+    registry = component_types()
     sections: dict[str, Any] = {}
     for kind in KINDS:
-        configs = [cls.Config for cls in registry[kind].values()]
+        configs = [_typed(cls) for cls in registry[kind].values()]
         entry: Any = dict[str, ComponentConfig]
         if len(configs) == 1:
             entry = dict[str, configs[0]]  # type: ignore[valid-type]
@@ -359,3 +359,13 @@ def _union(configs: list[type[ComponentConfig]]) -> Any:
     for config in configs[1:]:
         union = union | config
     return union
+
+
+def _typed(cls: type[Component]) -> type[ComponentConfig]:
+    """The component's model with ``type`` fixed to its name, to tell them apart in a schema."""
+    name: Any = Literal[cls.type_name]
+    described = Field(description="Which implementation runs this component.")
+    fields: dict[str, Any] = {"type": (name, described)}
+    return create_model(
+        cls.Config.__name__, __base__=cls.Config, __doc__=cls.Config.__doc__, **fields
+    )

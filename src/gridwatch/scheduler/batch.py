@@ -10,12 +10,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gridwatch.components import Context
 from gridwatch.config.schedule import TaskConfig
-from gridwatch.deadletter import TOPIC as DEADLETTER_TOPIC
-from gridwatch.deadletter import dead_letter
+from gridwatch.record import DecodeResult
 from gridwatch.retry import Backoff, sleep_unless
-from gridwatch.routing import DEADLETTER_ORIGIN, by_topic
 from gridwatch.scheduler.process import Child, spawn
 from gridwatch.scheduler.store import RunStore
 
@@ -50,13 +47,20 @@ class Notify(Protocol):
         """Send (in the background) one notification."""
 
 
+class Publish(Protocol):
+    """The publish path: decode an NDJSON body from ``origin`` and append it to the bus."""
+
+    def __call__(self, origin: str, body: bytes, position: Any = None) -> DecodeResult:
+        """Raise when the bus refuses the append."""
+
+
 class BatchRunner:
     """Runs the attempts of a slot and records each one."""
 
     def __init__(
-        self, context: Context, store: RunStore, output_limit: int, notify: Notify
+        self, publish: Publish, store: RunStore, output_limit: int, notify: Notify
     ) -> None:
-        self.context = context
+        self.publish = publish
         self.store = store
         self.output_limit = output_limit
         self.notify = notify
@@ -129,7 +133,7 @@ class BatchRunner:
             )
         except OSError as exc:
             return Outcome("failed", None, f"cannot start {argv[0]!r}: {exc.strerror}"), None
-        pump = asyncio.ensure_future(self._pump(slot.task, child))
+        pump = asyncio.ensure_future(self._pump(slot.task, child, stop))
         waiter = asyncio.ensure_future(child.wait())
         stopper = asyncio.ensure_future(stop.wait())
         try:
@@ -153,7 +157,7 @@ class BatchRunner:
             return Outcome("killed", code, "scheduler stopping", records), child
         return Outcome("timeout", code, f"ran longer than {task.timeout_s:g} s", records), child
 
-    async def _pump(self, task_id: str, child: Child) -> int:
+    async def _pump(self, task_id: str, child: Child, stop: asyncio.Event) -> int:
         """Put a collector's records onto the bus as they arrive; return how many were taken."""
         stream = child.stdout
         if stream is None:
@@ -164,40 +168,26 @@ class BatchRunner:
             pending += chunk
             complete, _, pending = pending.rpartition(b"\n")
             if complete:
-                taken += await self._append(task_id, complete)
+                taken += await self._append(task_id, complete, stop)
         if pending.strip():
-            taken += await self._append(task_id, pending)
+            taken += await self._append(task_id, pending, stop)
         return taken
 
-    async def _append(self, task_id: str, body: bytes) -> int:
-        result = self.context.decoder.decode_ndjson(body)
-        metrics = self.context.metrics
-        metrics.inc(task_id, "received", len(result.records) + len(result.rejected))
-        entries = by_topic(task_id, result.records)
-        if result.rejected:
-            dead = [dead_letter(r.raw, r.reason, task_id) for r in result.rejected]
-            entries.append((DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead))
-            log.warning(
-                "task %s: %d records rejected, e.g. %s",
-                task_id,
-                len(dead),
-                result.rejected[0].reason,
-            )
+    async def _append(self, task_id: str, body: bytes, stop: asyncio.Event) -> int:
+        """Publish a collector's lines, retried until the bus takes them; the count taken.
+
+        The records are the collector's output: a run that stops while the bus refuses them
+        fails (and is retried as a run), it never drops them silently.
+        """
         backoff = Backoff(0.2, 5.0)
-        for _ in range(10):
+        while True:
             try:
-                await asyncio.to_thread(self.context.bus.append, entries)
-                break
+                result = await asyncio.to_thread(self.publish, task_id, body)
+                return len(result.records)
             except Exception as exc:
-                metrics.inc(task_id, "errors")
                 log.error("task %s: appending to the bus failed: %s", task_id, exc)
-                await asyncio.sleep(backoff.next())
-        else:
-            metrics.inc(task_id, "dropped", len(result.records) + len(result.rejected))
-            raise RuntimeError(f"task {task_id}: the bus refused its records 10 times")
-        metrics.inc(task_id, "sent", len(result.records))
-        metrics.inc(task_id, "dropped", len(result.rejected))
-        return len(result.records)
+                if await sleep_unless(stop, backoff.next()):
+                    raise RuntimeError(f"stopped before the bus took {task_id}'s records") from exc
 
 
 async def _records(pump: asyncio.Future[int]) -> tuple[int, str | None]:

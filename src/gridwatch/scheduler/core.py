@@ -23,7 +23,7 @@ from typing import Any
 
 from gridwatch.components import Context
 from gridwatch.config.schedule import ScheduleSettings, TaskConfig
-from gridwatch.scheduler.batch import BatchRunner, Slot
+from gridwatch.scheduler.batch import BatchRunner, Publish, Slot
 from gridwatch.scheduler.ledger import SCHEDULED, Ledger, open_ledger
 from gridwatch.scheduler.reports import Notifier, digest, send_mail
 from gridwatch.scheduler.services import Supervisor
@@ -50,14 +50,20 @@ class NotLeader(Exception):
 class Scheduler:
     """Runs the ``schedule:`` section of a pipeline in this process."""
 
-    def __init__(self, settings: ScheduleSettings, context: Context, filename: str | None) -> None:
+    def __init__(
+        self,
+        settings: ScheduleSettings,
+        context: Context,
+        filename: str | None,
+        publish: Publish,
+    ) -> None:
         self.settings = settings
         self.context = context
         self.filename = filename
         self.host = socket.gethostname()
         self.store = RunStore(context.data_dir / "scheduler.db", self.host)
         self.notifier = Notifier(settings.reports)
-        self.runner = BatchRunner(context, self.store, settings.output_max_bytes, self.notifier)
+        self.runner = BatchRunner(publish, self.store, settings.output_max_bytes, self.notifier)
         self.ledger: Ledger | None = None
         self.token: int | None = None
         self.next_slots: dict[str, datetime | None] = {}
@@ -68,13 +74,9 @@ class Scheduler:
         self._services: dict[str, Supervisor] = {}
         self._runs_stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._reload_requested = False
+        self._reload_requested: ScheduleSettings | None = None
         for task_id in settings.tasks:
             context.metrics.declare(task_id, "task")
-        if context.app is not None:
-            from gridwatch.scheduler.api import add_routes
-
-            add_routes(context.app, self)
 
     # -- the main loop -------------------------------------------------------------------
 
@@ -83,9 +85,9 @@ class Scheduler:
         """Whether this scheduler holds the lease now."""
         return self.token is not None
 
-    def request_reload(self) -> None:
-        """Re-read the pipeline file's schedule soon (safe to call from a signal handler)."""
-        self._reload_requested = True
+    def request_reload(self, settings: ScheduleSettings) -> None:
+        """Apply a reloaded pipeline file's schedule soon."""
+        self._reload_requested = settings
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -116,9 +118,9 @@ class Scheduler:
                         await self._elected(token)
                 elif self.leading and (reachable or now - last_renewed > ha.lease_s):
                     await self._deposed()
-                if self._reload_requested:
-                    self._reload_requested = False
-                    await self._reload()
+                if self._reload_requested is not None:
+                    new, self._reload_requested = self._reload_requested, None
+                    await self._reload(new)
                 if now - last_prune > PRUNE_EVERY_S:
                     last_prune = now
                     await asyncio.to_thread(self.store.prune, self.settings.keep_runs_days)
@@ -357,17 +359,7 @@ class Scheduler:
         started = await self._fire(task_id, task, now, "manual", self.token)
         return "started" if started else "refused"
 
-    async def _reload(self) -> None:
-        from gridwatch.config import load_pipeline
-        from gridwatch.config.problems import ConfigProblems
-
-        if self.filename is None:
-            return
-        try:
-            new = (await asyncio.to_thread(load_pipeline, self.filename)).schedule
-        except ConfigProblems as exc:
-            log.error("reload refused, the running schedule stays:\n%s", exc)
-            return
+    async def _reload(self, new: ScheduleSettings) -> None:
         old = self.settings
         if new.ha != old.ha:
             log.warning("reload: schedule.ha changes take effect after a restart")

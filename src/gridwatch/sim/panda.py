@@ -21,7 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gridwatch.sources.generator import ERROR_CODES, LABELS, SITES, TRANSFORMATIONS
+from gridwatch.sources.generator.source import ERROR_CODES, LABELS, SITES, TRANSFORMATIONS
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from gridwatch.components import Context, SourceBatch
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, decode_lines, encode_lines
 from gridwatch.sim.panda import PandaSimulator, panda_query
-from gridwatch.sources.sql.config import SqlIncrementalConfig
-from gridwatch.sources.sql.source import SqlIncrementalSource
+from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig
+from gridwatch.sources.sql_incremental.source import SqlIncrementalSource
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB = "mysql+pymysql://root@127.0.0.1:3306/test"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gridwatch.sources.sql.config import SqlIncrementalConfig
+from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig
 from tests.integration.sql.helpers import PG, Harness, run_async
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import pytest
 
 from gridwatch.errors import ConfigurationError
 from gridwatch.sim.panda import ACTIVE, ARCHIVED, Change
-from gridwatch.sources.sql import source as sql_source
-from gridwatch.sources.sql.database import Database
+from gridwatch.sources.sql_incremental import source as sql_source
+from gridwatch.sources.sql_incremental.database import Database
 from tests.integration.sql.helpers import Db, Harness, config, run_async
 
 pytestmark = pytest.mark.integration

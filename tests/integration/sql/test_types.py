@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from gridwatch.record import Record, decode_one, encode
-from gridwatch.sources.sql.config import SqlIncrementalConfig
+from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig
 from tests.integration.sql.helpers import MARIADB, PG, Harness, run_async
 
 pytestmark = pytest.mark.integration

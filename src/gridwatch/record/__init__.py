@@ -1,0 +1,47 @@
+"""The MONIT envelope: records, their codec, ids and validation (one of each)."""
+
+from gridwatch.record.envelope import (
+    NAME_PATTERN,
+    DecodeResult,
+    EncodedRecords,
+    EnvelopeDecoder,
+    Record,
+    RecordError,
+    Rejection,
+    TimePolicy,
+    TypePrefix,
+    decode_lines,
+    decode_one,
+    encode,
+    encode_joined,
+    encode_lines,
+    format_ms,
+    to_epoch_ms,
+    to_epoch_ms_at,
+    topic_name,
+)
+from gridwatch.record.ids import canonical_json, hash128, record_id
+
+__all__ = [
+    "NAME_PATTERN",
+    "DecodeResult",
+    "EncodedRecords",
+    "EnvelopeDecoder",
+    "Record",
+    "RecordError",
+    "Rejection",
+    "TimePolicy",
+    "TypePrefix",
+    "canonical_json",
+    "decode_lines",
+    "decode_one",
+    "encode",
+    "encode_joined",
+    "encode_lines",
+    "format_ms",
+    "hash128",
+    "record_id",
+    "to_epoch_ms",
+    "to_epoch_ms_at",
+    "topic_name",
+]

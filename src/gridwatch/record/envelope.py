@@ -1,0 +1,399 @@
+"""The MONIT envelope: decoding, validation and the canonical identity of records.
+
+Every piece of data in gridwatch is one :class:`Record`. Records arrive as JSON envelopes
+(``producer``, ``type``, ``type_prefix``, ``timestamp``, ``host``, ``_id``, ``version``,
+``data``, ``idb_tags``, ``idb_fields``), are validated a whole batch at a time, and are stored
+with the timestamp in UTC milliseconds and a deterministic 128-bit ``_id``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, overload
+
+import msgspec
+
+from gridwatch.record.ids import record_id
+
+TypePrefix = Literal["raw", "enr", "agg"]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+# Epoch values at or above this magnitude are milliseconds: 1e11 s is the year 5138,
+# while 1e11 ms is March 1973, so real-world data is never ambiguous.
+_MS_THRESHOLD = 1e11
+
+
+class Record(msgspec.Struct, omit_defaults=True, gc=False):
+    """A validated envelope. ``timestamp`` is UTC epoch milliseconds, ``id`` is never empty.
+
+    Records are not tracked by the cyclic garbage collector (a record never refers back to
+    itself), so decoding thousands of them does not set off collections.
+    """
+
+    producer: str
+    type: str
+    timestamp: int
+    id: str = msgspec.field(name="_id", default="")
+    type_prefix: TypePrefix = "raw"
+    host: str | None = None
+    version: str | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    idb_tags: list[str] | None = None
+    idb_fields: list[str] | None = None
+
+    @property
+    def topic(self) -> str:
+        """The bus topic that this record is routed to."""
+        return topic_name(self.producer, self.type_prefix, self.type)
+
+
+class _Wire(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """An envelope as senders write it, before normalisation."""
+
+    producer: str
+    type: str
+    type_prefix: TypePrefix = "raw"
+    timestamp: int | float | str | None = None
+    host: str | None = None
+    id: str | None = msgspec.field(name="_id", default=None)
+    version: str | int | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    idb_tags: list[str] | None = None
+    idb_fields: list[str] | None = None
+
+
+def topic_name(producer: str, type_prefix: str, type_: str) -> str:
+    """The bus topic of an envelope: ``{producer}_{type_prefix}_{type}``."""
+    return f"{producer}_{type_prefix}_{type_}"
+
+
+class RecordError(ValueError):
+    """A record that cannot be accepted; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class TimePolicy:
+    """How far from now a record's timestamp may be before it is rejected."""
+
+    max_future_s: float = 3600.0
+    max_past_s: float = 20 * 365 * 86400.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One rejected record: its position in the input, the reason, and the input itself."""
+
+    index: int
+    reason: str
+    raw: bytes
+
+
+@dataclass
+class DecodeResult:
+    """The outcome of decoding a batch: accepted records and rejections, in input order."""
+
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+_encoder = msgspec.json.Encoder()
+_record_decoder = msgspec.json.Decoder(Record)
+_records_decoder = msgspec.json.Decoder(list[Record])
+_wire_decoder = msgspec.json.Decoder(_Wire)
+_wire_list_decoder = msgspec.json.Decoder(list[_Wire])
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_AT_PATH = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
+
+
+def encode(record: Record) -> bytes:
+    """One record as envelope JSON (no newline)."""
+    return _encoder.encode(record)
+
+
+def encode_lines(records: Iterable[Record]) -> list[bytes]:
+    """Records as envelope JSON lines, ready for the bus."""
+    if isinstance(records, EncodedRecords):
+        return list(records.lines)
+    enc = _encoder.encode
+    return [enc(r) for r in records]
+
+
+class EncodedRecords(Sequence[Record]):
+    """Records of one topic that a source built directly as envelope JSON lines.
+
+    The runtime appends the lines as they are; the :class:`Record` objects are made only when
+    something reads them (a transform downstream, a test): by ``build`` when given (so the
+    values are exactly what the source would have put in them), else by decoding the lines.
+    """
+
+    __slots__ = ("_build", "_records", "lines", "topic")
+
+    def __init__(
+        self, topic: str, lines: list[bytes], build: Callable[[], list[Record]] | None = None
+    ) -> None:
+        self.topic = topic
+        self.lines = lines
+        self._build = build
+        self._records: list[Record] | None = None
+
+    def records(self) -> list[Record]:
+        """The records as objects (built once, on first use)."""
+        if self._records is None:
+            self._records = self._build() if self._build is not None else decode_lines(self.lines)
+            self._build = None
+        return self._records
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records())
+
+
+def encode_joined(records: Sequence[Record]) -> bytes:
+    """Records as envelope JSON lines joined by newlines, in one call (no trailing newline)."""
+    return _encoder.encode_lines(records)[:-1]
+
+
+def decode_lines(lines: Sequence[bytes]) -> list[Record]:
+    """Decode envelope lines that gridwatch itself wrote (already validated)."""
+    payload = getattr(lines, "payload", None)
+    if isinstance(payload, bytes):  # one newline-joined buffer (JSON has no raw newlines)
+        return (
+            _records_decoder.decode(b"[" + payload.replace(b"\n", b",") + b"]") if payload else []
+        )
+    return _records_decoder.decode(b"[" + b",".join(lines) + b"]")
+
+
+def decode_one(line: bytes) -> Record:
+    """Decode one envelope line that gridwatch itself wrote."""
+    return _record_decoder.decode(line)
+
+
+def to_epoch_ms(value: int | float | str) -> int:
+    """Epoch seconds, epoch milliseconds (detected by magnitude) or ISO 8601, as UTC ms."""
+    if isinstance(value, str):
+        return _parse_time_string(value)
+    if isinstance(value, bool) or not math.isfinite(value):
+        raise RecordError(f"expected epoch seconds or milliseconds, got {value!r}")
+    ms = value if abs(value) >= _MS_THRESHOLD else value * 1000
+    return round(ms)
+
+
+def to_epoch_ms_at(path: str, value: int | float | str) -> int:
+    """:func:`to_epoch_ms`, with the field's path in the error message."""
+    try:
+        return to_epoch_ms(value)
+    except RecordError as exc:
+        raise RecordError(f"{path}: {exc}") from None
+
+
+def _parse_time_string(text: str) -> int:
+    stripped = text.strip()
+    try:
+        return to_epoch_ms(float(stripped))
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise RecordError(f"expected epoch or ISO 8601 time, got {text!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return round(parsed.timestamp() * 1000)
+
+
+def format_ms(ms: int) -> str:
+    """UTC milliseconds as ISO 8601, for messages and file names."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Now, and the accepted range of timestamps, fixed for one batch."""
+
+    now_ms: int
+    earliest_ms: float
+    latest_ms: float
+
+
+class EnvelopeDecoder:
+    """Decodes and validates batches of envelopes, keeping every good record.
+
+    One bad record never fails its batch: it becomes a :class:`Rejection` with a reason
+    that names its position, e.g. ``$[3].producer: Expected `str`, got `int```.
+    """
+
+    def __init__(
+        self, policy: TimePolicy | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.policy = policy or TimePolicy()
+        self.clock = clock
+        self._valid_names: set[str] = set()
+
+    def decode_json(self, body: bytes) -> DecodeResult:
+        """Decode one JSON envelope or a JSON array of envelopes.
+
+        Raises :class:`RecordError` when the body is not JSON at all or not an object/array.
+        """
+        stripped = body.lstrip()
+        if stripped[:1] == b"{":
+            return self._decode_items([body])
+        if stripped[:1] != b"[":
+            raise RecordError("expected a JSON object or array of envelope objects")
+        try:
+            wires = _wire_list_decoder.decode(body)
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError as exc:
+            raise RecordError(f"malformed JSON: {exc}") from None
+        else:
+            return self._normalise_all(wires, body)
+        try:
+            items = _raw_list_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise RecordError(f"malformed JSON: {exc}") from None
+        return self._decode_items([bytes(item) for item in items])
+
+    def decode_ndjson(self, body: bytes) -> DecodeResult:
+        """Decode newline-delimited envelopes; blank lines are ignored, bad lines rejected."""
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        return self._decode_items(lines)
+
+    def decode_objects(self, objects: Sequence[Any]) -> DecodeResult:
+        """Validate Python objects (dicts or Records) as envelopes, e.g. from a collector."""
+        result = DecodeResult()
+        clock = self._clock()
+        for index, obj in enumerate(objects):
+            try:
+                plain = msgspec.to_builtins(obj) if isinstance(obj, Record) else obj
+                wire = msgspec.convert(plain, _Wire)
+                result.records.append(self._normalise(wire, clock))
+            except (msgspec.ValidationError, RecordError) as exc:
+                raw = _safe_encode(obj)
+                result.rejected.append(Rejection(index, _reason(index, exc), raw))
+        return result
+
+    def _decode_items(self, items: Sequence[bytes]) -> DecodeResult:
+        result = DecodeResult()
+        clock = self._clock()
+        for index, item in enumerate(items):
+            try:
+                result.records.append(self._normalise(_wire_decoder.decode(item), clock))
+            except (msgspec.DecodeError, RecordError) as exc:
+                result.rejected.append(Rejection(index, _reason(index, exc), item))
+        return result
+
+    def _normalise_all(self, wires: list[_Wire], body: bytes) -> DecodeResult:
+        result = DecodeResult()
+        records = result.records
+        clock = self._clock()
+        names = self._valid_names
+        originals: list[msgspec.Raw] | None = None
+        for index, wire in enumerate(wires):
+            # The common case inline: names seen before and an epoch number in range.
+            ts = wire.timestamp
+            if type(ts) is int and wire.producer in names and wire.type in names:
+                ms = ts * 1000 if -_MS_THRESHOLD < ts < _MS_THRESHOLD else ts
+                if clock.earliest_ms <= ms <= clock.latest_ms:
+                    records.append(_record(wire, ms))
+                    continue
+            try:
+                records.append(self._normalise(wire, clock))
+            except RecordError as exc:
+                # Keep the sender's exact bytes for the dead letter (decoded only when needed).
+                originals = originals or _raw_list_decoder.decode(body)
+                raw = bytes(originals[index])
+                result.rejected.append(Rejection(index, _reason(index, exc), raw))
+        return result
+
+    def _normalise(self, wire: _Wire, clock: _Clock) -> Record:
+        names = self._valid_names
+        if wire.producer not in names:
+            self._check_name("producer", wire.producer)
+        if wire.type not in names:
+            self._check_name("type", wire.type)
+        value = wire.timestamp
+        if value is None:
+            ts = clock.now_ms
+        elif type(value) is int:  # the common case: epoch seconds or milliseconds
+            ts = value * 1000 if -_MS_THRESHOLD < value < _MS_THRESHOLD else value
+        else:
+            ts = to_epoch_ms_at("$.timestamp", value)
+        if not clock.earliest_ms <= ts <= clock.latest_ms:
+            self._explain_time(ts)
+        return _record(wire, ts)
+
+    def _check_name(self, field: str, name: str) -> None:
+        if not _NAME.match(name):
+            raise RecordError(f"$.{field}: {name!r} is not a lowercase name ({NAME_PATTERN})")
+        if len(self._valid_names) > 100_000:  # names repeat; a flood of new ones must not grow it
+            self._valid_names.clear()
+        self._valid_names.add(name)
+
+    def _clock(self) -> _Clock:
+        now_ms = round(self.clock() * 1000)
+        return _Clock(
+            now_ms,
+            now_ms - self.policy.max_past_s * 1000,
+            now_ms + self.policy.max_future_s * 1000,
+        )
+
+    def _explain_time(self, ts: int) -> None:
+        if ts > self._clock().latest_ms:
+            raise RecordError(
+                f"$.timestamp: {format_ms(ts)} is more than {self.policy.max_future_s:g} s "
+                "in the future (check the sender's clock)"
+            )
+        raise RecordError(
+            f"$.timestamp: {format_ms(ts)} is more than {self.policy.max_past_s:g} s in the past"
+        )
+
+
+def _record(wire: _Wire, ts: int) -> Record:
+    """The record of a validated envelope whose timestamp is ``ts`` (UTC ms)."""
+    return Record(
+        wire.producer,
+        wire.type,
+        ts,
+        wire.id or record_id(wire.producer, wire.type, ts, wire.data),
+        wire.type_prefix,
+        wire.host,
+        None if wire.version is None else str(wire.version),
+        wire.data,
+        wire.idb_tags,
+        wire.idb_fields,
+    )
+
+
+def _reason(index: int, exc: Exception) -> str:
+    """Prefix a decoder message with the record's position: ``$[3].producer: ...``."""
+    message = str(exc)
+    match = _AT_PATH.match(message)
+    if match:
+        hint = " (expected raw, enr or agg)" if match["path"] == ".type_prefix" else ""
+        return f"$[{index}]{match['path']}: {match['msg']}{hint}"
+    if message.startswith("$"):
+        return f"$[{index}]{message[1:]}"
+    return f"$[{index}]: {message}"
+
+
+def _safe_encode(obj: Any) -> bytes:
+    try:
+        return _encoder.encode(obj)
+    except (TypeError, msgspec.EncodeError):
+        return repr(obj).encode()

@@ -1,0 +1,1 @@
+"""The runtime: the one publish path, the one consume loop, supervision and telemetry."""

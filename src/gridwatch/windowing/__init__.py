@@ -1,0 +1,1 @@
+"""The columnar bin engine that jobs use: extraction, cells, bin tables, sketches, spreading."""

@@ -29,13 +29,13 @@ import msgspec
 import numpy as np
 
 from benchmarks._machine import describe
+from gridwatch.batch import BatchResult, aggregate_batch, aggregate_bins
 from gridwatch.bus import SqliteBus
 from gridwatch.components import Context
 from gridwatch.config import load_pipeline
 from gridwatch.jobs.aggregate.job import AggregateCore, AggregateJob
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
-from gridwatch.windowing.batch import BatchResult, aggregate_batch, aggregate_bins
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xrootd-transfers.yaml"
 DOMAINS = ["cern.ch", "bnl.gov", "kit.edu", "in2p3.fr", "rl.ac.uk", "infn.it", "pic.es", "desy.de"]

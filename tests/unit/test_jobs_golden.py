@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from gridwatch.batch import run_batch
 from gridwatch.config import load_pipeline
 from gridwatch.jobs.enrich.job import enrich
 from gridwatch.jobs.enrich.reference import load_table
 from gridwatch.record import decode_lines, encode
-from gridwatch.windowing.batch import run_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "jobs"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gridwatch.scheduler.timespec import (
+from gridwatch.timespec import (
     CronSchedule,
     IsoSchedule,
     Period,

@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from gridwatch.windowing.batch import archive_files, input_files, run_batch
+    from gridwatch.batch import archive_files, input_files, run_batch
 
     pipeline = load_pipeline(args.pipeline)
     spec = pipeline.components.get(args.job)

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from gridwatch.config.secrets import Secret
-from gridwatch.scheduler.timespec import ScheduleError, parse_schedule
+from gridwatch.timespec import ScheduleError, parse_schedule
 
 _COLLECTOR = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from gridwatch.components import Context
-from gridwatch.config.schedule import ScheduleSettings, TaskConfig
+from gridwatch.config.schedule import HaSettings, ScheduleSettings, TaskConfig
 from gridwatch.scheduler.batch import BatchRunner, Publish, Slot
-from gridwatch.scheduler.ledger import SCHEDULED, Ledger, open_ledger
+from gridwatch.scheduler.ledger import SCHEDULED, Ledger, SqliteLedger
 from gridwatch.scheduler.reports import Notifier, digest, send_mail
 from gridwatch.scheduler.services import Supervisor
 from gridwatch.scheduler.store import RunStore
-from gridwatch.scheduler.timespec import IsoSchedule, Schedule, parse_schedule
+from gridwatch.timespec import IsoSchedule, Schedule, parse_schedule
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
@@ -467,6 +467,17 @@ class Scheduler:
             "tasks": tasks,
             "services": services,
         }
+
+
+def open_ledger(settings: HaSettings, data_dir: Path) -> Ledger:
+    """PostgreSQL when configured, else SQLite with a file lock."""
+    if settings.postgres_url:
+        from gridwatch.scheduler.pgledger import PostgresLedger
+
+        return PostgresLedger(settings)
+    directory = Path(settings.lock_dir) if settings.lock_dir else data_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    return SqliteLedger(directory)
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> set[str]:

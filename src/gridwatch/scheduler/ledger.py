@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from gridwatch.config.schedule import HaSettings
 from gridwatch.errors import ConfigurationError
 
 SCHEDULED = ("schedule", "misfire")
@@ -75,17 +74,6 @@ class Ledger(Protocol):
     def close(self) -> None:
         """Release connections (and the lease)."""
         ...
-
-
-def open_ledger(settings: HaSettings, data_dir: Path) -> Ledger:
-    """PostgreSQL when configured, else SQLite with a file lock."""
-    if settings.postgres_url:
-        from gridwatch.scheduler.pgledger import PostgresLedger
-
-        return PostgresLedger(settings)
-    directory = Path(settings.lock_dir) if settings.lock_dir else data_dir
-    directory.mkdir(parents=True, exist_ok=True)
-    return SqliteLedger(directory)
 
 
 _SQLITE_SCHEMA = """

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from gridwatch.bus.base import JoinedLines
+from gridwatch.record import Record
 
 ENVELOPE_COLUMNS = {
     "_timestamp": ("timestamp", "BIGINT"),
@@ -184,3 +185,12 @@ def run_on_files(
     """The extraction's columns over files, in chunks of about ``chunk_rows``."""
     relation = conn.sql(extraction.sql(file_source(paths, json_column)))
     yield from relation.to_arrow_reader(chunk_rows)
+
+
+@dataclass
+class BatchResult:
+    """What a batch run produced and what it could not use."""
+
+    records: list[Record] = field(default_factory=list)
+    rows: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)

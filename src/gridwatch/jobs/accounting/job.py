@@ -25,7 +25,15 @@ from pydantic import Field, model_validator
 from gridwatch.components import Job, JobConfig
 from gridwatch.jobs.aggregate.job import late_record
 from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128
-from gridwatch.windowing.extract import Extraction, LineQuery, check, connect, quote, run_on_files
+from gridwatch.windowing.extract import (
+    BatchResult,
+    Extraction,
+    LineQuery,
+    check,
+    connect,
+    quote,
+    run_on_files,
+)
 
 Entity = list[Any]
 """[version, _id, state, keys, sums]"""
@@ -227,8 +235,6 @@ def accounting_batch(
     json_column: str | None = None,
 ) -> Any:
     """Replay updates before ``to_ms`` in commit order; snapshots stamped in [from, to)."""
-    from gridwatch.windowing.batch import BatchResult
-
     core = AccountingCore(config)
     updates: list[tuple[Any, ...]] = []
     result = BatchResult()

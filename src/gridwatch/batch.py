@@ -9,7 +9,6 @@ results replaces them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,21 +17,12 @@ import numpy as np
 import pyarrow as pa
 
 from gridwatch.errors import ConfigurationError
-from gridwatch.record import Record, decode_lines, decode_one
+from gridwatch.record import decode_lines, decode_one
 from gridwatch.windowing.cells import chunked_partials
-from gridwatch.windowing.extract import connect, file_source, run_on_files
+from gridwatch.windowing.extract import BatchResult, connect, file_source, run_on_files
 from gridwatch.windowing.table import BinTable
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
-
-
-@dataclass
-class BatchResult:
-    """What a batch run produced and what it could not use."""
-
-    records: list[Record] = field(default_factory=list)
-    rows: int = 0
-    rejected: list[tuple[int, str]] = field(default_factory=list)
 
 
 def input_files(paths: Sequence[Path]) -> list[str]:

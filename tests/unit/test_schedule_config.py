@@ -50,7 +50,7 @@ def test_bad_schedule_reported_with_its_line() -> None:
     text = VALID.replace('"R/2016-07-21T00:00:00Z/PT1H"', '"R/2016-07-21T00:00:00Z/P1.5H"')
     found = problems_of(text)
     assert len(found) == 1
-    assert found[0].startswith("p.yaml:4: schedule.tasks.eventindex.schedule: Value error, ")
+    assert found[0].startswith("p.yaml:4: schedule.tasks.eventindex.schedule: ")
     assert "the period 'P1.5H' is not an ISO 8601 duration" in found[0]
 
 
@@ -86,13 +86,10 @@ sinks:
     directory: out
 """
     found = "\n".join(problems_of(text))
-    assert (
-        "p.yaml:7: schedule.tasks.a.time_zone: Value error, unknown time zone 'Mars/Olympus'"
-        in found
-    )
+    assert "p.yaml:7: schedule.tasks.a.time_zone: unknown time zone 'Mars/Olympus'" in found
     assert "p.yaml:8: schedule.tasks.a.retries: Input should be greater than or equal to 0" in found
     assert "p.yaml:21: schedule.services.s.restart_max_s: Input should be a valid number" in found
-    assert "p.yaml:23: schedule.services.s.health.data: Value error, max_silence_s needs" in found
+    assert "p.yaml:23: schedule.services.s.health.data: max_silence_s needs" in found
     # a command task puts nothing on the bus, so it is no input
     assert "p.yaml:27: sinks.files.inputs[0]: unknown input 'b'" in found
 
@@ -142,17 +139,10 @@ schedule:
       schedule: "@daily"
 """
     found = "\n".join(problems_of(text))
+    assert "p.yaml:3: schedule.tasks.neither: give exactly one of `schedule` and `parents`" in found
+    assert "p.yaml:5: schedule.tasks.both: give exactly one of `schedule` and `parents`" in found
     assert (
-        "p.yaml:3: schedule.tasks.neither: Value error, "
-        "give exactly one of `schedule` and `parents`" in found
-    )
-    assert (
-        "p.yaml:5: schedule.tasks.both: Value error, give exactly one of `schedule` and `parents`"
-        in found
-    )
-    assert (
-        "p.yaml:9: schedule.tasks.nothing: Value error, "
-        "give exactly one of `command` and `collector`" in found
+        "p.yaml:9: schedule.tasks.nothing: give exactly one of `command` and `collector`" in found
     )
 
 
@@ -168,9 +158,7 @@ schedule:
       password: hunter2
 """
     found = "\n".join(problems_of(text))
-    assert (
-        "p.yaml:8: schedule.reports.digest.password: Value error, secrets must come from" in found
-    )
+    assert "p.yaml:8: schedule.reports.digest.password: secrets must come from" in found
 
 
 def test_example_pipeline_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ and jobs consume the bus and write their results back to it.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridwatch.record import EnvelopeDecoder, Record, Rejection, decode_lines, encode_lines
+from gridwatch.record import (
+    EnvelopeDecoder,
+    Record,
+    Rejection,
+    decode_lines,
+    encode_lines,
+    split_topic,
+)
 from gridwatch.record.deadletter import DEADLETTER_ORIGIN, dead_letter
 from gridwatch.record.deadletter import TOPIC as DEADLETTER_TOPIC
 
@@ -68,6 +76,29 @@ class ConsumerConfig(ComponentConfig):
     )
     retry_initial_s: float = Field(0.5, gt=0, description="First pause after a failed write.")
     retry_max_s: float = Field(30.0, gt=0, description="Longest pause between write retries.")
+    producers: list[str] = Field(
+        default_factory=list,
+        description="Take only records of these producers (shell patterns such as `panda*`; "
+        "empty: every producer its inputs write).",
+    )
+    types: list[str] = Field(
+        default_factory=list,
+        description="Take only records of these types (shell patterns; empty: every type).",
+    )
+
+    def wants(self, topic: str) -> bool:
+        """Whether records of ``topic`` are for this consumer (by ``producers`` / ``types``)."""
+        if not self.producers and not self.types:
+            return True
+        parts = split_topic(topic)
+        if parts is None:
+            return False
+        producer, _, type_ = parts
+        return _matches(producer, self.producers) and _matches(type_, self.types)
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 class TransformConfig(ComponentConfig):

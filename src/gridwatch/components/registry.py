@@ -16,6 +16,7 @@ BUILTINS: dict[Kind, tuple[str, ...]] = {
     "transform": (
         "dedup",
         "drop_fields",
+        "filter",
         "rename_fields",
         "set_fields",
         "stamp_host",

@@ -265,7 +265,7 @@ def _describe(error: Any) -> str:
         return "unknown option"
     if error["type"] == "missing":
         return "required option is missing"
-    return str(error["msg"])
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _graph_problems(

@@ -72,6 +72,16 @@ def topic_name(producer: str, type_prefix: str, type_: str) -> str:
     return f"{producer}_{type_prefix}_{type_}"
 
 
+_TOPIC = re.compile(r"^(?P<producer>.+?)_(?P<prefix>raw|enr|agg)_(?P<type>.+)$")
+
+
+def split_topic(topic: str) -> tuple[str, str, str] | None:
+    """(producer, type_prefix, type) of a topic name (``None`` if it is not one); a producer
+    name that itself holds ``_raw_``, ``_enr_`` or ``_agg_`` is split at its first one."""
+    match = _TOPIC.match(topic)
+    return None if match is None else (match["producer"], match["prefix"], match["type"])
+
+
 class RecordError(ValueError):
     """A record that cannot be accepted; the message says where and why."""
 

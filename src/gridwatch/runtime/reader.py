@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +33,19 @@ class BusReader:
     caller says what it has handled (:meth:`advance`) and commit only when it says so.
     """
 
-    def __init__(self, bus: Bus, group: str, origins: Collection[str], max_lines: int) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        group: str,
+        origins: Collection[str],
+        max_lines: int,
+        wants: Callable[[str], bool] = lambda topic: True,
+    ) -> None:
         self.bus = bus
         self.group = group
         self.origins = set(origins)
         self.max_lines = max_lines
+        self.wants = wants
         self.offsets: dict[str, int] = {}
         self.uncommitted = False
 
@@ -49,7 +57,9 @@ class BusReader:
 
     async def topics(self) -> list[str]:
         """The topics this group follows now (new ones appear as origins write them)."""
-        return await asyncio.to_thread(self.bus.topics_from, self.origins)
+        return [
+            t for t in await asyncio.to_thread(self.bus.topics_from, self.origins) if self.wants(t)
+        ]
 
     async def poll(self, topic: str) -> Polled | None:
         """The next lines of ``topic`` for this group, or ``None`` when it is caught up."""

@@ -72,14 +72,7 @@ class Runtime:
 
     def health(self) -> dict[str, Any]:
         """What ``/health`` answers: overall status and each component's state."""
-        components = {
-            cid: {
-                "kind": s.spec.kind,
-                "state": s.state,
-                **({"reason": s.reason} if s.reason else {}),
-            }
-            for cid, s in self.supervised.items()
-        }
+        components = {cid: s.describe() for cid, s in self.supervised.items()}
         bad = any(s.state in ("retrying", "failed") for s in self.supervised.values())
         return {"status": "degraded" if bad else "ok", "components": components}
 

@@ -38,6 +38,7 @@ class Supervised:
         self.publisher = publisher
         self.state = "starting"
         self.reason: str | None = None
+        self.starts = 0
         self.stopping = Stopping(asyncio.Event(), bus.drain_timeout_s)
         self.reader: BusReader | None = None
         self.task: asyncio.Task[None] | None = None
@@ -52,8 +53,18 @@ class Supervised:
         """Lines of its inputs that the group has not committed (0 for others)."""
         if self.reader is None:
             return 0
-        topics = self.context.bus.topics_from(self.reader.origins)
+        topics = [
+            t for t in self.context.bus.topics_from(self.reader.origins) if self.reader.wants(t)
+        ]
         return self.context.bus.lag(self.reader.group, topics) if topics else 0
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, state, how often it was started, and why it is not well (if it is not)."""
+        described: dict[str, Any] = {"kind": self.spec.kind, "state": self.state}
+        described["starts"] = self.starts
+        if self.reason:
+            described["reason"] = self.reason
+        return described
 
     def set_state(self, state: str, reason: str | None = None) -> None:
         """Record the component's state (and why, when it is not well)."""
@@ -63,6 +74,7 @@ class Supervised:
         """Open a transform now; start a source, sink or job in its own task."""
         component = self.component
         if isinstance(component, Transform):
+            self.starts += 1
             try:
                 await asyncio.to_thread(component.open)
                 self.set_state("running")
@@ -101,6 +113,7 @@ class Supervised:
         backoff = Backoff(1.0, 60.0)
         stop = self.stopping.stop
         while not stop.is_set():
+            self.starts += 1
             try:
                 await body()
                 return
@@ -168,7 +181,7 @@ class Supervised:
         cfg: Any = component.config
         kind = "sink" if isinstance(component, Sink) else "job"
         self.reader = BusReader(
-            self.context.bus, f"{kind}.{component.id}", cfg.inputs, cfg.max_batch_records
+            self.context.bus, f"{kind}.{component.id}", cfg.inputs, cfg.max_batch_records, cfg.wants
         )
         strategy: Strategy
         if isinstance(component, Sink):

@@ -23,6 +23,16 @@ def has_path(data: dict[str, Any], path: str) -> bool:
     return isinstance(node, dict) and leaf in node
 
 
+def get_path(data: dict[str, Any], path: str, default: Any = None) -> Any:
+    """The value at ``path``, or ``default`` when there is none."""
+    node: Any = data
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
     """Set the value at ``path``, creating the objects on the way."""
     *parents, leaf = path.split(".")

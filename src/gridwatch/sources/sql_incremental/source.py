@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -312,6 +313,11 @@ class SqlIncrementalSource(Source):
             except ConfigurationError:
                 raise
             except Exception as exc:
+                if _ZONE_REFUSED.search(str(exc)):
+                    raise ConfigurationError(
+                        f"database_timezone {cfg.database_timezone!r}: the database refused it: "
+                        f"{_first_line(exc)}"
+                    ) from exc
                 if await asyncio.to_thread(self.db.alive):
                     raise ConfigurationError(
                         f"sql source {self.id}: the query failed: {_first_line(exc)}"
@@ -327,6 +333,11 @@ class SqlIncrementalSource(Source):
                 )
                 await asyncio.sleep(pause)
                 pause = min(cfg.retry_max_s, pause * 2)
+
+
+_ZONE_REFUSED = re.compile(
+    r"time ?zone", re.IGNORECASE
+)  # PostgreSQL: invalid value for parameter "TimeZone"; MariaDB: Unknown or incorrect time zone
 
 
 def _first_line(exc: BaseException) -> str:

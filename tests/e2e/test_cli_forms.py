@@ -134,6 +134,15 @@ def test_a_closed_pipe_ends_quietly() -> None:
     assert gw.returncode == 141  # like any tool whose reader went away
 
 
+@pytest.mark.parametrize("action", [("list",), ("replay", "--as", "src")])
+def test_deadletter_refuses_a_missing_data_dir(tmp_path: Path, action: tuple[str, ...]) -> None:
+    missing = tmp_path / "nonexistent"
+    result = run_installed("deadletter", *action, "--data-dir", str(missing))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"gridwatch: no bus at {missing / 'bus.db'}"
+    assert not missing.exists()
+
+
 def test_usage_mistakes_exit_2() -> None:
     for args in (("nope",), ("tasks",), ("run",), ("deadletter", "list", "--bogus")):
         result = run_installed(*args)

@@ -12,6 +12,7 @@ import msgspec
 from gridwatch.bus import SqliteBus
 from gridwatch.commands.options import PATH, SharedOption, examples
 from gridwatch.deadletter import TOPIC, original_of
+from gridwatch.errors import GridwatchError
 from gridwatch.record import EnvelopeDecoder, decode_lines
 from gridwatch.routing import by_topic
 
@@ -95,9 +96,8 @@ def replay_letters(origin: str) -> int:
 def _letters(data_dir: Path, component: str | None) -> list[Any]:
     """The dead letters on the bus under ``data_dir``, of ``component`` only when given."""
     path = data_dir / "bus.db"
-    if not path.exists():
-        print(f"gridwatch: no bus at {path}", file=sys.stderr)
-        return []
+    if not path.exists():  # opening the bus would create it, and hide a mistyped --data-dir
+        raise GridwatchError(f"no bus at {path}")
     bus = SqliteBus(path)
     info = bus.topics().get(TOPIC)
     lines: list[bytes] = []

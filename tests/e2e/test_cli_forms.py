@@ -172,6 +172,12 @@ def test_bash_completion() -> None:
     assert "plain,--data-dir" in complete("gridwatch deadletter list --")
 
 
+def test_the_readme_tells_how_to_turn_on_completion() -> None:
+    readme = (SRC.parent / "README.md").read_text()
+    commands = readme.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    assert "_GRIDWATCH_COMPLETE=bash_source gridwatch" in commands
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "gridwatch")
 def test_help_describes_and_shows_an_example(command: tuple[str, ...]) -> None:
     result = run_installed(*command, "--help")

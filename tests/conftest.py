@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+GRIDWATCH_EXE = Path(sys.executable).with_name("gridwatch")  # the venv's console script
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -25,6 +26,20 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         text=True,
         env=dict(os.environ, PYTHONPATH=str(SRC)),
         cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_installed(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``gridwatch ARGS`` through the console script installed in this virtual environment."""
+    return subprocess.run(
+        [str(GRIDWATCH_EXE), *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **(env or {})),
         timeout=60,
         check=False,
     )

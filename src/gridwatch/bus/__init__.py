@@ -27,10 +27,11 @@ def open_bus(settings: BusSettings | None, data_dir: Path) -> Bus:
 
 def existing_bus(data_dir: Path) -> Bus:
     """The bus a pipeline left in ``data_dir``; a clear error when there is none."""
-    from gridwatch.errors import ConfigurationError
+    from gridwatch.errors import GridwatchError
 
-    if not (data_dir / BUS_FILE).is_file():
-        raise ConfigurationError(f"no bus in {data_dir} (no {BUS_FILE}): is that the data dir?")
+    path = data_dir / BUS_FILE
+    if not path.is_file():  # opening it would create it, and hide a mistyped --data-dir
+        raise GridwatchError(f"no bus at {path}")
     return open_bus(None, data_dir)
 
 

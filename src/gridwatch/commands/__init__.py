@@ -1,5 +1,5 @@
-"""Subcommands of the ``gridwatch`` command, one module each.
+"""Commands of ``gridwatch``, one module per command or group of commands.
 
-Each module defines ``register(subparsers)``, which adds its parser and sets ``handler`` to a
-function taking the parsed arguments and returning the exit status.
+Each module defines Click commands that parse their arguments, call the library and return
+the exit status; :mod:`gridwatch.cli` lists them.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -11,47 +10,15 @@ import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
+import click
 import yaml
 
+from gridwatch.commands.options import PATH, examples
 from gridwatch.config.pipeline import Pipeline, parse_pipeline
 
 log = logging.getLogger(__name__)
 DEMO_FILE = "pipeline.yaml"
-
-
-def register(subparsers: Any) -> None:
-    """Add ``demo``."""
-    demo = subparsers.add_parser(
-        "demo",
-        help="run a simulated grid with the dashboard at http://127.0.0.1:8080",
-        description="Start simulated PanDA job traffic, XRootD transfers and EventIndex-like "
-        "modules, the pipeline with its time-series store and module statuses, and the "
-        "dashboard. Stop it with Ctrl-C.",
-    )
-    demo.add_argument(
-        "--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="dashboard address"
-    )
-    demo.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="keep the demo's data here (default: a temporary directory, removed at the end)",
-    )
-    demo.add_argument(
-        "--rate", type=float, default=None, help="simulated XRootD transfers per second (200)"
-    )
-    demo.add_argument(
-        "--backfill-days",
-        type=float,
-        default=None,
-        help="days of EventIndex history made on the first start (30)",
-    )
-    demo.add_argument(
-        "--print-pipeline", action="store_true", help="print the demo's pipeline file and exit"
-    )
-    demo.set_defaults(handler=_demo)
 
 
 def demo_text() -> str:
@@ -70,26 +37,64 @@ def demo_pipeline(rate: float | None = None, backfill_days: float | None = None)
     return parse_pipeline(text, f"gridwatch.demo/{DEMO_FILE}", Path.cwd())
 
 
-def _demo(args: argparse.Namespace) -> int:
+@click.command(
+    short_help="run a simulated grid with the dashboard at http://127.0.0.1:8080",
+    epilog=examples(
+        "gridwatch demo",
+        "gridwatch demo --listen 127.0.0.1:9090 --data-dir demo-data --rate 50",
+        "gridwatch demo --print-pipeline > demo.yaml",
+    ),
+)
+@click.option("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="dashboard address")
+@click.option(
+    "--data-dir",
+    type=PATH,
+    default=None,
+    help="keep the demo's data here (default: a temporary directory, removed at the end)",
+)
+@click.option(
+    "--rate", type=float, default=None, help="simulated XRootD transfers per second (200)"
+)
+@click.option(
+    "--backfill-days",
+    type=float,
+    default=None,
+    help="days of EventIndex history made on the first start (30)",
+)
+@click.option("--print-pipeline", is_flag=True, help="print the demo's pipeline file and exit")
+def demo(
+    *,
+    listen: str,
+    data_dir: Path | None,
+    rate: float | None,
+    backfill_days: float | None,
+    print_pipeline: bool,
+) -> int:
+    """Run a simulated grid, the pipeline and the dashboard, with nothing to set up.
+
+    Start simulated PanDA job traffic, XRootD transfers and EventIndex-like modules, the
+    pipeline with its time-series store and module statuses, and the dashboard. Stop it with
+    Ctrl-C.
+    """
     from gridwatch.runtime.runner import Runtime
 
-    if args.print_pipeline:
+    if print_pipeline:
         sys.stdout.write(demo_text())
         return 0
-    temporary = args.data_dir is None
-    data_dir = Path(tempfile.mkdtemp(prefix="gridwatch-demo-")) if temporary else args.data_dir
+    temporary = data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="gridwatch-demo-")) if data_dir is None else data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ["GRIDWATCH_DEMO_DIR"] = str(data_dir.resolve())
     os.environ["GRIDWATCH_PYTHON"] = sys.executable
     try:
-        pipeline = demo_pipeline(args.rate, args.backfill_days)
+        pipeline = demo_pipeline(rate, backfill_days)
         # The job database's tables exist before the reader's first query; the simulator
         # service fills in recent history and then carries on live.
         from gridwatch.sim.panda import PandaSimulator
 
         PandaSimulator(f"sqlite:///{data_dir.resolve()}/panda.db").create()
-        runtime = Runtime(pipeline, data_dir, args.listen)
-        print(f"gridwatch demo: open http://{args.listen}/ (Ctrl-C stops)", file=sys.stderr)
+        runtime = Runtime(pipeline, data_dir, listen)
+        print(f"gridwatch demo: open http://{listen}/ (Ctrl-C stops)", file=sys.stderr)
         asyncio.run(runtime.run())
     finally:
         if temporary:

@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
+import click
+
+from gridwatch.commands.options import PATH, examples
 from gridwatch.errors import ConfigurationError
 from gridwatch.record import RecordError, to_epoch_ms
 
-
-def register(subparsers: Any) -> None:
-    """Add ``replay``."""
-    replay = subparsers.add_parser(
-        "replay",
-        help="read the Parquet archive back as NDJSON or onto the bus",
-        description="Read the records under ROOT (a parquet_archive sink's root) exactly as "
-        "they were accepted and write them as NDJSON on stdout, or append them to the bus of "
-        "a data directory so that the pipeline's sinks take them again (sinks that write by _id "
-        "overwrite instead of duplicating; an archive sink among them would archive them a "
-        "second time). A progress bar is shown on a terminal.",
-    )
-    replay.add_argument("root", type=Path, help="the archive's root directory")
-    replay.add_argument("--producer", help="only this producer")
-    replay.add_argument("--type", dest="type_", metavar="TYPE", help="only this type")
-    replay.add_argument("--type-prefix", choices=["raw", "enr", "agg"], help="only this prefix")
-    replay.add_argument(
-        "--since", metavar="TIME", help="from this time on (ISO 8601 or epoch s/ms, UTC)"
-    )
-    replay.add_argument("--until", metavar="TIME", help="before this time (exclusive)")
-    replay.add_argument(
-        "--to-bus",
-        type=Path,
-        metavar="DATA_DIR",
-        help="append to the bus under this --data-dir instead of printing",
-    )
-    replay.add_argument(
-        "--origin",
-        default="replay",
-        help="with --to-bus: the component id the records are appended as; sinks take them "
-        "when it is one of their inputs (e.g. the id of the source that first received them)",
-    )
-    replay.add_argument("--quiet", action="store_true", help="no progress bar")
-    replay.set_defaults(handler=_replay)
+if TYPE_CHECKING:
+    from gridwatch.archive.layout import ArchiveFilter, Partition
 
 
 def _time(value: str | None, option: str) -> int | None:
@@ -56,47 +26,98 @@ def _time(value: str | None, option: str) -> int | None:
         raise ConfigurationError(f"{option}: {exc}") from None
 
 
-def _replay(args: argparse.Namespace) -> int:
+@click.command(
+    short_help="read the Parquet archive back as NDJSON or onto the bus",
+    epilog=examples(
+        "gridwatch replay archive --producer panda --since 2024-03-01 --until 2024-03-02",
+        "gridwatch replay archive --type jobs --to-bus gridwatch-data --origin ingest",
+    ),
+)
+@click.argument("root", type=PATH)
+@click.option("--producer", help="only this producer")
+@click.option("--type", "type_", metavar="TYPE", help="only this type")
+@click.option("--type-prefix", type=click.Choice(["raw", "enr", "agg"]), help="only this prefix")
+@click.option("--since", metavar="TIME", help="from this time on (ISO 8601 or epoch s/ms, UTC)")
+@click.option("--until", metavar="TIME", help="before this time (exclusive)")
+@click.option(
+    "--to-bus",
+    type=PATH,
+    metavar="DATA_DIR",
+    help="append to the bus under this --data-dir instead of printing",
+)
+@click.option(
+    "--origin",
+    default="replay",
+    help="with --to-bus: the component id the records are appended as; sinks take them "
+    "when it is one of their inputs (e.g. the id of the source that first received them)",
+)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def replay(
+    *,
+    root: Path,
+    producer: str | None,
+    type_: str | None,
+    type_prefix: str | None,
+    since: str | None,
+    until: str | None,
+    to_bus: Path | None,
+    origin: str,
+    quiet: bool,
+) -> int:
+    """Read the archive under ROOT back as NDJSON on stdout, or onto the bus.
+
+    The records under ROOT (a parquet_archive sink's root) come out exactly as they were
+    accepted. With --to-bus they are appended to the bus of a data directory so that the
+    pipeline's sinks take them again (sinks that write by _id overwrite instead of
+    duplicating; an archive sink among them would archive them a second time). A progress bar
+    is shown on a terminal.
+    """
     from gridwatch.archive.layout import ArchiveFilter
-    from gridwatch.archive.reader import plan, read_chunks
+    from gridwatch.archive.reader import plan
 
     where = ArchiveFilter(
-        args.producer,
-        args.type_prefix,
-        args.type_,
-        _time(args.since, "--since"),
-        _time(args.until, "--until"),
+        producer, type_prefix, type_, _time(since, "--since"), _time(until, "--until")
     )
     try:
-        files = plan(args.root, where)
+        files = plan(root, where)
     except FileNotFoundError as exc:
         raise ConfigurationError(str(exc)) from None
-    progress = Progress(files_total=len(files), enabled=not args.quiet and sys.stderr.isatty())
+    progress = Progress(files_total=len(files), enabled=not quiet and sys.stderr.isatty())
+    _copy(files, where, progress, to_bus, origin)
+    return 0
+
+
+def _copy(
+    files: list[tuple[Path, Partition]],
+    where: ArchiveFilter,
+    progress: Progress,
+    to_bus: Path | None,
+    origin: str,
+) -> None:
+    """Write the chunks of ``files`` to stdout, or append them to the bus under ``to_bus``."""
+    from gridwatch.archive.reader import read_chunks
+
     bus = publisher = None
-    if args.to_bus is not None:
+    if to_bus is not None:
         from gridwatch.bus import open_bus
         from gridwatch.metrics import Metrics
         from gridwatch.runtime.publish import Publisher
 
-        bus = open_bus(None, args.to_bus)
+        bus = open_bus(None, to_bus)
         publisher = Publisher(bus, Metrics())
     out = sys.stdout.buffer
     try:
         for chunk in read_chunks(files, where):
             if publisher is not None:
-                publisher.publish_lines(args.origin, chunk.lines)
+                publisher.publish_lines(origin, chunk.lines)
             else:
                 out.write(b"\n".join(chunk.lines) + b"\n")
             progress.update(chunk.path, len(chunk.lines))
-    except BrokenPipeError:  # e.g. `gridwatch replay ... | head`
-        sys.stderr.close()
-        return 0
     finally:
         if bus is not None:
             bus.close()
         progress.finish()
     out.flush()
-    return 0
 
 
 class Progress:

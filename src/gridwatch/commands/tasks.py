@@ -2,44 +2,41 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
+import click
+
+from gridwatch.commands.options import SharedOption, examples
 from gridwatch.errors import GridwatchError
 
+URL = SharedOption(
+    "--url",
+    default="http://127.0.0.1:8080",
+    help="the running gridwatch's HTTP address (default: http://127.0.0.1:8080)",
+)
+JSON = SharedOption("--json", default=False, is_flag=True, help="print the API's JSON answer")
 
-def register(subparsers: Any) -> None:
-    """Add ``tasks`` and its subcommands."""
-    tasks = subparsers.add_parser(
-        "tasks",
-        help="show and start the schedule's tasks and services",
-        description="Ask a running gridwatch (its API at --url) about its scheduled tasks.",
-    )
-    tasks.add_argument(
-        "--url",
-        default="http://127.0.0.1:8080",
-        help="the running gridwatch's HTTP address (default: http://127.0.0.1:8080)",
-    )
-    tasks.add_argument("--json", action="store_true", help="print the API's JSON answer")
-    actions = tasks.add_subparsers(title="actions", metavar="ACTION", required=True)
-    actions.add_parser("list", help="tasks and services with their last run").set_defaults(
-        handler=_list
-    )
-    runs = actions.add_parser("runs", help="the latest runs of a task")
-    runs.add_argument("task")
-    runs.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
-    runs.set_defaults(handler=_runs)
-    logs = actions.add_parser("logs", help="the captured output of a task's last run")
-    logs.add_argument("task")
-    logs.add_argument("--run", type=int, default=None, help="a run id instead of the last")
-    logs.set_defaults(handler=_logs)
-    run = actions.add_parser("run", help="start a task now (or restart a service)")
-    run.add_argument("task")
-    run.set_defaults(handler=_run)
+
+@click.group(
+    no_args_is_help=False,
+    short_help="show and start the schedule's tasks and services",
+    epilog=examples(
+        "gridwatch tasks list --url http://127.0.0.1:8080",
+        "gridwatch tasks runs eventindex --limit 5",
+        "gridwatch tasks --url http://monitor:8080 logs eventindex",
+    ),
+)
+@URL
+@JSON
+def tasks() -> None:
+    """Ask a running gridwatch (its API at --url) about its scheduled tasks.
+
+    --url and --json may be given before or after the action.
+    """
 
 
 def _call(url: str, method: str = "GET") -> Any:
@@ -59,9 +56,19 @@ def _print_json(value: Any) -> None:
     print()
 
 
-def _list(args: argparse.Namespace) -> int:
-    answer = _call(f"{args.url}/api/v1/tasks")
-    if args.json:
+@tasks.command(
+    "list",
+    short_help="tasks and services with their last run",
+    epilog=examples(
+        "gridwatch tasks list", "gridwatch tasks list --json --url http://monitor:8080"
+    ),
+)
+@URL
+@JSON
+def list_tasks() -> int:
+    """Print the tasks and services with their state, last run and next run."""
+    answer = _call(f"{URL.value()}/api/v1/tasks")
+    if JSON.value():
         _print_json(answer)
         return 0
     role = "leader" if answer["leader"] else "follower"
@@ -78,9 +85,18 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _runs(args: argparse.Namespace) -> int:
-    answer = _call(f"{args.url}/api/v1/tasks/{args.task}/runs?limit={args.limit}")
-    if args.json:
+@tasks.command(
+    short_help="the latest runs of a task",
+    epilog=examples("gridwatch tasks runs eventindex", "gridwatch tasks runs eventindex --limit 5"),
+)
+@click.argument("task")
+@click.option("--limit", type=int, default=20, help="how many runs (default 20)")
+@URL
+@JSON
+def runs(task: str, limit: int) -> int:
+    """Print the latest runs of TASK, newest first."""
+    answer = _call(f"{URL.value()}/api/v1/tasks/{task}/runs?limit={limit}")
+    if JSON.value():
         _print_json(answer)
         return 0
     print(
@@ -97,15 +113,24 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _logs(args: argparse.Namespace) -> int:
-    run_id = args.run
+@tasks.command(
+    short_help="the captured output of a task's last run",
+    epilog=examples("gridwatch tasks logs eventindex", "gridwatch tasks logs eventindex --run 42"),
+)
+@click.argument("task")
+@click.option("--run", "run_id", type=int, default=None, help="a run id instead of the last")
+@URL
+@JSON
+def logs(task: str, run_id: int | None) -> int:
+    """Print the captured output of TASK's last run (or of run --run)."""
+    url = URL.value()
     if run_id is None:
-        runs = _call(f"{args.url}/api/v1/tasks/{args.task}/runs?limit=1")["runs"]
-        if not runs:
-            raise GridwatchError(f"task {args.task!r} has no runs yet")
-        run_id = runs[0]["id"]
-    run = _call(f"{args.url}/api/v1/runs/{run_id}")
-    if args.json:
+        latest = _call(f"{url}/api/v1/tasks/{task}/runs?limit=1")["runs"]
+        if not latest:
+            raise GridwatchError(f"task {task!r} has no runs yet")
+        run_id = latest[0]["id"]
+    run = _call(f"{url}/api/v1/runs/{run_id}")
+    if JSON.value():
         _print_json(run)
         return 0
     if run["output_truncated"]:
@@ -114,9 +139,18 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    answer = _call(f"{args.url}/api/v1/tasks/{args.task}/run", method="POST")
-    print(f"{args.task}: {answer['result']}")
+@tasks.command(
+    "run",
+    short_help="start a task now (or restart a service)",
+    epilog=examples("gridwatch tasks run eventindex"),
+)
+@click.argument("task")
+@URL
+@JSON
+def run_task(task: str) -> int:
+    """Start TASK now, outside its schedule (or restart it, when it is a service)."""
+    answer = _call(f"{URL.value()}/api/v1/tasks/{task}/run", method="POST")
+    print(f"{task}: {answer['result']}")
     return 0
 
 

@@ -36,6 +36,8 @@ from gridwatch.config import load_pipeline
 from gridwatch.jobs.aggregate.job import AggregateCore, AggregateJob
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder
+from gridwatch.runtime.consume import JobStrategy, Stopping, consume
+from gridwatch.runtime.reader import BusReader
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xrootd-transfers.yaml"
 DOMAINS = ["cern.ch", "bnl.gov", "kit.edu", "in2p3.fr", "rl.ac.uk", "infn.it", "pic.es", "desy.de"]
@@ -96,11 +98,14 @@ def run_stream(path: Path, directory: Path) -> tuple[float, int]:
     group, topics = "job.stats_10m", ["xrootd_raw_transfers"]
 
     async def until_consumed() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(job.run(stop))
+        # The runtime's own loop: bus reads, process, checkpoints with outputs and offsets.
+        stopping = Stopping(asyncio.Event(), drain_s=60.0)
+        reader = BusReader(bus, group, config.inputs, config.max_batch_records)
+        strategy = JobStrategy(job, bus, context.metrics)
+        task = asyncio.create_task(consume(strategy, reader, stopping, config.poll_interval_s))
         while await asyncio.to_thread(bus.lag, group, topics):
             await asyncio.sleep(0.05)
-        stop.set()
+        stopping.stop.set()
         await task
 
     started = time.perf_counter()

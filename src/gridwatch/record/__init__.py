@@ -13,6 +13,7 @@ from gridwatch.record.envelope import (
     decode_lines,
     decode_one,
     encode,
+    encode_envelopes,
     encode_joined,
     encode_lines,
     format_ms,
@@ -21,13 +22,21 @@ from gridwatch.record.envelope import (
     to_epoch_ms_at,
     topic_name,
 )
-from gridwatch.record.ids import canonical_json, hash128, record_id
+from gridwatch.record.ids import (
+    PartsHash,
+    canonical_json,
+    hash64,
+    hash128,
+    labelled_digest,
+    record_id,
+)
 
 __all__ = [
     "NAME_PATTERN",
     "DecodeResult",
     "EncodedRecords",
     "EnvelopeDecoder",
+    "PartsHash",
     "Record",
     "RecordError",
     "Rejection",
@@ -37,10 +46,13 @@ __all__ = [
     "decode_lines",
     "decode_one",
     "encode",
+    "encode_envelopes",
     "encode_joined",
     "encode_lines",
     "format_ms",
+    "hash64",
     "hash128",
+    "labelled_digest",
     "record_id",
     "split_topic",
     "to_epoch_ms",

@@ -7,6 +7,7 @@ canonical JSON so that equal values always give equal ids.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -28,11 +29,57 @@ def record_id(producer: str, type_: str, timestamp_ms: int, data: dict[str, Any]
 
 def hash128(*parts: bytes) -> str:
     """A 128-bit hex digest of byte strings, unambiguous about where each part ends."""
+    return PartsHash().hexdigest(*parts)
+
+
+class PartsHash:
+    """:func:`hash128` of leading parts hashed once, continued for each call:
+    ``PartsHash(a, b).hexdigest(c, d) == hash128(a, b, c, d)``.
+
+    BLAKE2b-128 over each part preceded by its length (8 bytes, little-endian).
+    """
+
+    __slots__ = ("_base",)
+
+    def __init__(self, *parts: bytes) -> None:
+        self._base = hashlib.blake2b(digest_size=16)
+        self._base.update(b"".join(map(_framed, parts)))
+
+    def hexdigest(self, *parts: bytes, tail: bytes = b"") -> str:
+        """The digest of the leading parts, then ``parts``, then ``tail`` as it is (unframed:
+        callers whose last part has a fixed or self-delimiting form)."""
+        h = self._base.copy()
+        h.update(b"".join(map(_framed, parts)) + tail if parts else tail)
+        return h.hexdigest()
+
+
+_LENGTHS = [n.to_bytes(8, "little") for n in range(256)]
+
+
+def _framed(part: bytes) -> bytes:
+    size = len(part)
+    return (_LENGTHS[size] if size < 256 else size.to_bytes(8, "little")) + part
+
+
+def labelled_digest(fields: Iterable[tuple[str, bytes]], payload: bytes | None) -> bytes:
+    """A 16-byte BLAKE2b digest of named values (``{len(name)}:{name}={len(value)}:{value}``
+    each), then of ``payload`` after ``data=`` (when given): the identity of a record's content
+    for duplicate detection."""
     h = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        h.update(len(part).to_bytes(8, "little"))
-        h.update(part)
-    return h.hexdigest()
+    for name, value in fields:
+        h.update(b"%d:%s=%d:" % (len(name), name.encode(), len(value)))
+        h.update(value)
+    if payload is not None:
+        h.update(b"data=")
+        h.update(payload)
+    return h.digest()
+
+
+def hash64(data: bytes) -> int:
+    """A stable signed 64-bit integer of ``data`` (BLAKE2b, 8 bytes, little-endian), for ids
+    stored in 64-bit integer columns."""
+    digest = hashlib.blake2b(data, digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 def canonical_json(value: Any) -> bytes:

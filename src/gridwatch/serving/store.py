@@ -18,7 +18,6 @@ keeps is dropped, since nothing would keep its bins up to date.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ import duckdb
 import msgspec
 import pyarrow as pa
 
+from gridwatch.record import canonical_json, hash64
 from gridwatch.serving.points import Point, numeric_value
 from gridwatch.serving.tiers import RAW, ROLLUPS, Tier, kept
 
@@ -59,15 +59,11 @@ _STAGED = pa.schema(
         ("ord", pa.int64()),
     ]
 )
-_json = msgspec.json.Encoder(order="sorted")
 
 
 def series_id(measurement: str, tags: Mapping[str, str]) -> int:
     """A stable signed 64-bit id of a series (measurement plus its tag set)."""
-    digest = hashlib.blake2b(
-        measurement.encode() + b"\0" + _json.encode(dict(tags)), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    return hash64(measurement.encode() + b"\0" + canonical_json(dict(tags)))
 
 
 @dataclass(frozen=True)
@@ -261,7 +257,7 @@ class TimeSeriesStore:
                     self._fields.setdefault(self._series[sid].measurement, set()).add(name)
 
     def _write_series(self, cur: duckdb.DuckDBPyConnection, new: Iterable[Series]) -> None:
-        rows = [(s.id, s.measurement, _json.encode(s.tags).decode()) for s in new]
+        rows = [(s.id, s.measurement, canonical_json(s.tags).decode()) for s in new]
         if rows:
             cur.executemany("INSERT INTO series VALUES (?, ?, ?)", rows)
 

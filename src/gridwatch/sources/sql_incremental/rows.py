@@ -7,7 +7,6 @@ that is a time (so a replay lands in the same day folder), else the time of read
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 import msgspec
 
 from gridwatch.gcpause import gc_paused
-from gridwatch.record import EncodedRecords, Record, topic_name
+from gridwatch.record import EncodedRecords, PartsHash, Record, encode_envelopes, topic_name
 from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig
 from gridwatch.sources.sql_incremental.cursor import Key
 from gridwatch.sources.sql_incremental.database import Fetched
@@ -30,22 +29,6 @@ from gridwatch.sources.sql_incremental.values import (
     first_not_null,
     token,
 )
-
-
-class _Envelope(msgspec.Struct, omit_defaults=True, gc=False):
-    """:class:`Record`'s wire layout (the same fields, order and defaults), any object as data."""
-
-    producer: str
-    type: str
-    timestamp: int
-    id: str = msgspec.field(name="_id", default="")
-    type_prefix: str = "raw"
-    version: str | None = None
-    data: Any = None
-
-
-_encode = msgspec.json.Encoder().encode
-_LENGTHS = [n.to_bytes(8, "little") for n in range(256)]
 
 
 @dataclass
@@ -110,9 +93,7 @@ class RowConverter:
     def __init__(self, config: SqlIncrementalConfig, axis: TimeAxis) -> None:
         self.config = config
         self.axis = axis
-        self._hash_base = hashlib.blake2b(digest_size=16)
-        for part in (config.producer.encode(), config.record_type.encode()):
-            self._hash_base.update(len(part).to_bytes(8, "little") + part)
+        self._ids_of = PartsHash(config.producer.encode(), config.record_type.encode()).hexdigest
         self._layout: tuple[tuple[str, ...], int, list[int]] | None = None
         self._row_struct: tuple[tuple[str, ...], type[msgspec.Struct] | None] | None = None
 
@@ -169,7 +150,7 @@ class RowConverter:
     def _lines(
         self, names: tuple[str, ...], stamps: list[int], ids: list[str], columns: list[list[Any]]
     ) -> list[bytes]:
-        """Envelope JSON lines, encoded straight from the columns (no Record, no dict per row)."""
+        """Envelope JSON lines, encoded straight from the columns (a struct per row, no dict)."""
         cfg = self.config
         row_type = self._row_type(names)
         rows = zip(*columns, strict=True)
@@ -177,16 +158,10 @@ class RowConverter:
             data: Iterable[Any] = (dict(zip(names, row, strict=True)) for row in rows)
         else:
             data = starmap(row_type, rows)
-        producer, type_, prefix, version = (
-            cfg.producer,
-            cfg.record_type,
-            cfg.type_prefix,
-            cfg.version,
+        rows_out = zip(stamps, ids, data, strict=True)
+        return encode_envelopes(
+            cfg.producer, cfg.record_type, cfg.type_prefix, cfg.version, rows_out
         )
-        return [
-            _encode(_Envelope(producer, type_, stamp, id_, prefix, version, row))
-            for stamp, id_, row in zip(stamps, ids, data, strict=True)
-        ]
 
     def _row_type(self, names: tuple[str, ...]) -> type[msgspec.Struct] | None:
         """A struct that encodes a row as the JSON object ``{name: value, ...}`` in order
@@ -207,22 +182,19 @@ class RowConverter:
 
     def _ids(self, key_columns: list[Sequence[Any]], values: list[Any]) -> list[str]:
         """128-bit ids of (producer, type, key, commit value): one per row version."""
-        base = self._hash_base
         if len(key_columns) == 1:
             key_tokens = [token(k) for k in key_columns[0]]
         else:
             key_tokens = [b"\x1f".join(map(token, key)) for key in zip(*key_columns, strict=True)]
         ids = []
+        id_of = self._ids_of
         value_tokens: dict[Any, bytes] = {}  # rows share commit values: format each once
         for key_bytes, value in zip(key_tokens, values, strict=True):
             value_token = value_tokens.get(value)
             if value_token is None:
                 value_token = value_tokens[value] = token(value)
-            size = len(key_bytes)
-            length = _LENGTHS[size] if size < 256 else size.to_bytes(8, "little")
-            h = base.copy()
-            h.update(length + key_bytes + value_token)
-            ids.append(h.hexdigest())
+            # The key's length frames it; the value's token ends the hashed bytes.
+            ids.append(id_of(key_bytes, tail=value_token))
         return ids
 
     def _timestamps(self, values: list[Any], known: list[int | None]) -> list[int]:

@@ -17,7 +17,6 @@ never dropped for a hash the bus never stored.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -29,7 +28,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gridwatch.components import Transform, TransformConfig
-from gridwatch.record import Record, canonical_json
+from gridwatch.record import Record, canonical_json, labelled_digest
 
 log = logging.getLogger(__name__)
 DIGEST_BYTES = 16
@@ -56,15 +55,11 @@ class DedupConfig(TransformConfig):
 
 def record_digest(record: Record, envelope_fields: list[str], payload: bool) -> bytes:
     """The 128-bit hash of a record's chosen envelope fields and payload."""
-    h = hashlib.blake2b(digest_size=DIGEST_BYTES)
-    for name in envelope_fields:
-        value = canonical_json(getattr(record, _ATTRIBUTE.get(name, name)))
-        h.update(b"%d:%s=%d:" % (len(name), name.encode(), len(value)))
-        h.update(value)
-    if payload:
-        h.update(b"data=")
-        h.update(canonical_json(record.data))
-    return h.digest()
+    fields = [
+        (name, canonical_json(getattr(record, _ATTRIBUTE.get(name, name))))
+        for name in envelope_fields
+    ]
+    return labelled_digest(fields, canonical_json(record.data) if payload else None)
 
 
 class Window:

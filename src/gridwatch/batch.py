@@ -110,8 +110,8 @@ def rollup_batch(
     from gridwatch.jobs.rollup.job import RollupCore
 
     records = [decode_one(line) for line in iter_lines(files, json_column)]
-    core = RollupCore(config)
-    return BatchResult(core.batch(records, from_ms, to_ms), rows=len(records))
+    lines = RollupCore(config).batch(records, from_ms, to_ms)
+    return BatchResult(decode_lines(lines), rows=len(records))
 
 
 def run_batch(

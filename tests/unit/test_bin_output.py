@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from gridwatch.errors import ConfigurationError
 from gridwatch.jobs.aggregate.job import AggregateConfig, AggregateCore
 from gridwatch.record import encode
-from gridwatch.windowing.bins import Acc, AggSpec, BinKey, parse_measure
-from gridwatch.windowing.cells import Cells
-from gridwatch.windowing.output import quantiles
-from gridwatch.windowing.sketch import Sketch
+from gridwatch.windowing.bins import AggSpec, BinKey, parse_measure
+from gridwatch.windowing.cells import Cells, Triples
+from gridwatch.windowing.output import Ranked
 from gridwatch.windowing.table import BinTable
+from tests.unit.bin_reference import Acc, Sketch, accs_of, cells_of, record
 
 sketch_counts = st.dictionaries(
     st.integers(-1500, 1500), st.integers(1, 10**12), min_size=0, max_size=12
@@ -29,7 +29,14 @@ sketch_counts = st.dictionaries(
 def test_bulk_quantiles_equal_the_sketch(counts: list[dict[int, int] | None], q: float) -> None:
     sketches = [None if c is None else Sketch(dict(c)) for c in counts]
     expected = [None if s is None else s.quantile(q) for s in sketches]
-    assert quantiles(sketches, q) == expected
+    triples = [
+        (cell, bucket, count)
+        for cell, c in enumerate(counts)
+        for bucket, count in sorted((c or {}).items())
+    ]
+    columns = [np.array(column, dtype=np.int64) for column in zip(*triples, strict=True)]
+    empty = [np.zeros(0, dtype=np.int64)] * 3
+    assert Ranked(Triples(*(columns or empty)), len(counts)).quantile(q) == expected
 
 
 def acc_strategy() -> st.SearchStrategy[Acc]:
@@ -108,11 +115,11 @@ def test_bulk_lines_equal_encoded_records(
 ) -> None:
     core = AggregateCore(config(decimals, rollup_state))
     revision_of = {(start, key): revision for start, key, _, revision in bins}
-    cells = Cells.from_accs(core.spec, {(start, key): acc for start, key, acc, _ in bins})
+    cells = cells_of(core.spec, {(start, key): acc for start, key, acc, _ in bins})
     revisions = [revision_of[key] for key in cells.bin_keys()]
     expected = [
-        encode(core.record(key, acc, rev))
-        for (key, acc), rev in zip(cells.accs().items(), revisions, strict=True)
+        encode(record("xrootd", "stats", core.spec, key, acc, revision=rev, state=rollup_state))
+        for (key, acc), rev in zip(accs_of(cells).items(), revisions, strict=True)
     ]
     assert core.lines(cells, revisions) == expected
 
@@ -121,14 +128,14 @@ SPEC = config(0, True).spec()
 
 
 def cells(accs: dict[BinKey, Acc]) -> Cells:
-    return Cells.from_accs(SPEC, accs)
+    return cells_of(SPEC, accs)
 
 
 def state(table: BinTable) -> tuple[Any, ...]:
     """Everything a table keeps, comparable."""
     rows = table.live_rows()
     kept = table.take(rows)
-    accs = {key: acc.to_json() for key, acc in kept.accs().items()}
+    accs = {key: acc.to_json() for key, acc in accs_of(kept).items()}
     flags = table._columns["revision"][rows].tolist(), table._columns["dirty"][rows].tolist()
     return table.max_event_ms, accs, dict(zip(accs, zip(*flags, strict=True), strict=True))
 
@@ -197,7 +204,7 @@ def test_forgotten_bins_are_compacted_away() -> None:
 def test_checkpoint_loads_after_the_measures_changed() -> None:
     fewer = AggSpec(600_000, ("site", "n"), (parse_measure("bytes", "sum(bytes)"),))
     table = BinTable(fewer)
-    table.add(Cells.from_accs(fewer, {(0, ("a", 1)): Acc(2, 0, 0, {"bytes": 7}, {"bytes": 2})}))
+    table.add(cells_of(fewer, {(0, ("a", 1)): Acc(2, 0, 0, {"bytes": 7}, {"bytes": 2})}))
     # The full spec also wants rate sums, ranges and sketches: they start empty.
     _, accs, _ = state(restored(table.to_raw()))
     assert accs == {(0, ("a", 1)): [2, 0, 0, {"bytes": 7}, {"bytes": 2}, {}, {}, {}]}
@@ -205,18 +212,18 @@ def test_checkpoint_loads_after_the_measures_changed() -> None:
     full = restored(table.to_raw())
     back = BinTable(fewer)
     back.load(full.to_raw())
-    assert back.take(back.live_rows()).accs()[(0, ("a", 1))].to_json() == accs[(0, ("a", 1))]
+    assert accs_of(back.take(back.live_rows()))[(0, ("a", 1))].to_json() == accs[(0, ("a", 1))]
 
 
 def test_cells_of_keys_equal_in_python_are_merged_not_overwritten() -> None:
     spec = AggSpec(600_000, ("x",), (parse_measure("total", "sum(v)"),))
     table = BinTable(spec)
     one = Acc(1, 0, 0, {"v": 2}, {"v": 1})
-    two = Cells.from_accs(spec, {(0, ("a",)): one, (600_000, ("b",)): one})
+    two = cells_of(spec, {(0, ("a",)): one, (600_000, ("b",)): one})
     # As a batch has them: one bin, two dictionary entries of a DOUBLE key column.
     two.start, two.groups = np.zeros(2, dtype=np.int64), [(0.0,), (-0.0,)]
     table.add(two)
-    assert [acc.to_json() for acc in table.take(table.live_rows()).accs().values()] == [
+    assert [acc.to_json() for acc in accs_of(table.take(table.live_rows())).values()] == [
         [2, 0, 0, {"v": 4}, {"v": 2}, {}, {}, {}]
     ]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from gridwatch.jobs.rollup.job import RollupConfig, RollupJob
 from gridwatch.record import Record, encode, record_id
-from gridwatch.windowing.bins import Acc
+from tests.unit.bin_reference import Acc
 from tests.unit.jobs_support import published, started
 
 DAY = 86_400_000

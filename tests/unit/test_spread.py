@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch.windowing import cells
-from gridwatch.windowing.bins import Acc, AggSpec, BinKey, Columns, Measure
+from gridwatch.windowing.bins import AggSpec, BinKey, Columns, Measure
 from gridwatch.windowing.cells import partials
 from gridwatch.windowing.spread import _by_remainder, apportion, spread
 from gridwatch.windowing.table import BinTable
+from tests.unit.bin_reference import Acc, accs_of
 
 BIN = 600_000
 
@@ -141,7 +142,7 @@ def _merged(*batches: list[tuple[int, int, int, str]]) -> dict[BinKey, list[Any]
     for batch in batches:
         if batch:
             table.add(partials(SPEC, _columns(batch)))
-    return {k: v.to_json() for k, v in table.take(table.live_rows()).accs().items()}
+    return {k: v.to_json() for k, v in accs_of(table.take(table.live_rows())).items()}
 
 
 @settings(max_examples=100, deadline=None)
@@ -187,7 +188,7 @@ def test_chunks_of_a_batch_give_the_bins_of_the_whole(
     for chunk in chunks:
         table.add(chunk)
     assert len(chunks) >= sum(_pieces(r) for r in rows) // 7 // 2
-    assert {k: v.to_json() for k, v in table.take(table.live_rows()).accs().items()} == whole
+    assert {k: v.to_json() for k, v in accs_of(table.take(table.live_rows())).items()} == whole
 
 
 def _pieces(row: tuple[int, int, int, str]) -> int:

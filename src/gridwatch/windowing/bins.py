@@ -1,4 +1,4 @@
-"""Time-binned aggregates: the accumulators of one (bin, group) and how a batch fills them.
+"""Time-binned aggregates: what a job computes per bin (:class:`AggSpec`) and its input columns.
 
 Everything here is exact and commutative, so results never depend on arrival order or on how
 the input was cut into batches: counts and sums are integers (sums of non-integer fields are
@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from gridwatch.windowing.sketch import Sketch
 
 OPS = ("sum", "mean", "min", "max")
 _MEASURE = re.compile(
@@ -75,84 +73,32 @@ class AggSpec:
     spread: frozenset[str] = frozenset()
     intervals: bool = False
     decimals: int = 0
+    kept: tuple[tuple[str, str], ...] = ()
+    """More state to keep though no measure names it, as ``("sum" | "range" | "sketch", field)``
+    pairs: a rollup passes its inputs' whole state on in ``_acc`` for a further rollup."""
 
     @property
     def summed(self) -> tuple[str, ...]:
         """Fields whose exact sum is kept (for ``sum`` and ``mean``)."""
-        return _unique(m.field for m in self.measures if m.op in ("sum", "mean"))
+        return self._fields(("sum", "mean"), "sum")
 
     @property
     def ranged(self) -> tuple[str, ...]:
         """Fields whose min and max are kept (also to clamp quantiles)."""
-        return _unique(m.field for m in self.measures if m.op in ("min", "max", "quantile"))
+        return self._fields(("min", "max", "quantile"), "range")
 
     @property
     def sketched(self) -> tuple[str, ...]:
         """Fields with a quantile sketch."""
-        return _unique(m.field for m in self.measures if m.op == "quantile")
+        return self._fields(("quantile",), "sketch")
+
+    def _fields(self, ops: tuple[str, ...], kind: str) -> tuple[str, ...]:
+        named = [m.field for m in self.measures if m.op in ops]
+        return _unique([*named, *(name for k, name in self.kept if k == kind)])
 
 
 def _unique(names: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
-
-
-@dataclass
-class Acc:
-    """The mergeable aggregate state of one bin and group."""
-
-    count: int = 0
-    active_ms: int = 0
-    ended: int = 0
-    sums: dict[str, int] = field(default_factory=dict)
-    n: dict[str, int] = field(default_factory=dict)
-    mins: dict[str, float] = field(default_factory=dict)
-    maxs: dict[str, float] = field(default_factory=dict)
-    sketches: dict[str, Sketch] = field(default_factory=dict)
-
-    def merge(self, other: Acc) -> None:
-        """Add ``other`` into this accumulator."""
-        self.count += other.count
-        self.active_ms += other.active_ms
-        self.ended += other.ended
-        for name, value in other.sums.items():
-            self.sums[name] = self.sums.get(name, 0) + value
-        for name, value in other.n.items():
-            self.n[name] = self.n.get(name, 0) + value
-        for name, low in other.mins.items():
-            self.mins[name] = min(low, self.mins.get(name, low))
-        for name, high in other.maxs.items():
-            self.maxs[name] = max(high, self.maxs.get(name, high))
-        for name, sketch in other.sketches.items():
-            self.sketches.setdefault(name, Sketch()).merge(sketch)
-
-    def to_json(self) -> list[Any]:
-        """Compact JSON form."""
-        sketches = {name: s.to_json() for name, s in self.sketches.items()}
-        return [
-            self.count,
-            self.active_ms,
-            self.ended,
-            self.sums,
-            self.n,
-            self.mins,
-            self.maxs,
-            sketches,
-        ]
-
-    @classmethod
-    def from_json(cls, value: Sequence[Any]) -> Acc:
-        """The inverse of :meth:`to_json`."""
-        count, active, ended, sums, n, mins, maxs, sketches = value
-        return cls(
-            count,
-            active,
-            ended,
-            dict(sums),
-            dict(n),
-            dict(mins),
-            dict(maxs),
-            {name: Sketch.from_json(s) for name, s in sketches.items()},
-        )
 
 
 @dataclass
@@ -226,42 +172,3 @@ def float_column(table: pa.Table, name: str) -> npt.NDArray[np.float64]:
     column = pc.fill_null(table.column(name).cast(pa.float64()), float("nan"))
     values: npt.NDArray[np.float64] = column.to_numpy(zero_copy_only=False).astype(np.float64)
     return values
-
-
-def render(spec: AggSpec, bin_start: int, keys: tuple[Any, ...], acc: Acc) -> dict[str, Any]:
-    """The output data of one bin: window, keys, built-in counts and the measures."""
-    scale = 10**spec.decimals
-    data: dict[str, Any] = {
-        "window_start": bin_start,
-        "window_end": bin_start + spec.bin_ms,
-        "window_s": spec.bin_ms // 1000,
-    }
-    data.update(zip(spec.keys, keys, strict=True))
-    data["count"] = acc.count
-    if spec.intervals:
-        data["ended"] = acc.ended
-        data["active_time_ms"] = acc.active_ms
-        data["active"] = acc.active_ms / spec.bin_ms
-    for measure in spec.measures:
-        data[measure.name] = _measure_value(measure, acc, scale)
-    return data
-
-
-def _measure_value(measure: Measure, acc: Acc, scale: int) -> Any:
-    name = measure.field
-    if measure.op == "sum":
-        total = acc.sums.get(name, 0)
-        return total if scale == 1 else total / scale
-    if measure.op == "mean":
-        n = acc.n.get(name, 0)
-        return acc.sums.get(name, 0) / scale / n if n else None
-    if measure.op == "min":
-        return acc.mins.get(name)
-    if measure.op == "max":
-        return acc.maxs.get(name)
-    sketch = acc.sketches.get(name)
-    value = sketch.quantile(measure.quantile or 0.0) if sketch else None
-    if value is None:
-        return None
-    # The sketch is accurate to 1 %; the exact extremes bound it.
-    return min(max(value, acc.mins.get(name, value)), acc.maxs.get(name, value))

@@ -19,9 +19,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gridwatch.windowing.bins import Acc, AggSpec, BinKey, Columns
+from gridwatch.windowing.bins import AggSpec, BinKey, Columns
 from gridwatch.windowing.sketch import bucket_indexes
 from gridwatch.windowing.spread import Pieces, apportion, spread
+from gridwatch.windowing.state import State
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -50,6 +51,11 @@ class Triples:
         counts = np.add.reduceat(self.count[order], bounds) if len(key) else key
         cell, bucket = np.divmod(key[bounds], _SPAN)
         return Triples(cell, bucket - _SPAN // 2, counts.astype(np.int64))
+
+    def drop(self, cells: npt.NDArray[np.bool_]) -> Triples:
+        """Without the triples of the cells flagged in ``cells`` (numbering unchanged)."""
+        keep = ~cells[self.cell]
+        return Triples(self.cell[keep], self.bucket[keep], self.count[keep])
 
     def where(self, rows: npt.NDArray[np.intp], size: int) -> Triples:
         """The triples of ``rows`` (cells numbered 0..size-1), renumbered in ``rows`` order."""
@@ -115,6 +121,32 @@ class Cells:
             {name: t.where(index, len(self)) for name, t in self.sketches.items()},
         )
 
+    def merged_by(self, labels: I64) -> tuple[Cells, I64]:
+        """One cell per distinct label, merging the cells that share one, and those labels
+        (sorted); ``start`` and ``group`` are each label's first cell's."""
+        order = np.argsort(labels, kind="stable")
+        ordered = labels[order]
+        bounds = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        merged = np.empty(len(labels), dtype=np.int64)
+        merged[order] = np.repeat(np.arange(len(bounds)), np.diff(np.r_[bounds, len(labels)]))
+        first, cells = order[bounds], _Reducer(order, bounds)
+        return Cells(
+            self.start[first],
+            self.group[first],
+            self.groups,
+            cells.add(self.count),
+            cells.add(self.active),
+            cells.add(self.ended),
+            {name: cells.add_exact(values, name) for name, values in self.sums.items()},
+            {name: cells.add(values) for name, values in self.n.items()},
+            {name: cells.fmin(values) for name, values in self.mins.items()},
+            {name: cells.fmax(values) for name, values in self.maxs.items()},
+            {
+                name: Triples(merged[t.cell], t.bucket, t.count).combined()
+                for name, t in self.sketches.items()
+            },
+        ), ordered[bounds]
+
     def bin_keys(self) -> list[BinKey]:
         """The (bin start, key tuple) of each cell."""
         groups = self.groups
@@ -122,16 +154,8 @@ class Cells:
             (s, groups[g]) for s, g in zip(self.start.tolist(), self.group.tolist(), strict=True)
         ]
 
-    def accs(self) -> dict[BinKey, Acc]:
-        """The cells as accumulator objects (one per cell, as rollups keep them)."""
-        states = self.acc_json()
-        return {
-            key: Acc.from_json(state) for key, state in zip(self.bin_keys(), states, strict=True)
-        }
-
     def acc_json(self) -> list[list[Any]]:
-        """Each cell's mergeable state, as :meth:`~gridwatch.windowing.bins.Acc.to_json`
-        writes it."""
+        """Each cell's mergeable state in its JSON form (see :mod:`.state`)."""
         sums, ns = _named(self.sums), _named(self.n)
         present = [n > 0 for n in self.n.values()]
         lows, highs = _named(self.mins), _named(self.maxs)
@@ -154,43 +178,42 @@ class Cells:
         return [list(row) for row in zip(*columns, strict=True)]
 
     @staticmethod
-    def from_accs(spec: AggSpec, accs: Mapping[BinKey, Acc]) -> Cells:
-        """Cells holding the given accumulators."""
-        keys = list(accs)
-        values = list(accs.values())
+    def from_states(spec: AggSpec, keys: Sequence[BinKey], states: Sequence[State]) -> Cells:
+        """Cells holding states in their JSON form (see :mod:`.state`), one per key; a key may
+        repeat. Only the fields ``spec`` keeps are read."""
         groups = list(dict.fromkeys(key[1] for key in keys))
         group_of = {group: i for i, group in enumerate(groups)}
-
-        def ints(items: Sequence[int]) -> I64:
-            return np.array(items, dtype=np.int64).reshape(len(items))
-
-        def floats(items: Sequence[float]) -> F64:
-            return np.array(items, dtype=np.float64).reshape(len(items))
-
-        nan = float("nan")
         sketches: dict[str, Triples] = {}
         for name in spec.sketched:
             triples = [
                 (cell, bucket, count)
-                for cell, acc in enumerate(values)
-                if name in acc.sketches
-                for bucket, count in sorted(acc.sketches[name].counts.items())
+                for cell, state in enumerate(states)
+                for bucket, count in state[7].get(name, ())
             ]
             cell, bucket, count = zip(*triples, strict=True) if triples else ((), (), ())
-            sketches[name] = Triples(ints(cell), ints(bucket), ints(count))
+            sketches[name] = Triples(_ints(cell), _ints(bucket), _ints(count)).combined()
+        nan = float("nan")
         return Cells(
-            ints([key[0] for key in keys]),
-            ints([group_of[key[1]] for key in keys]),
+            _ints([key[0] for key in keys]),
+            _ints([group_of[key[1]] for key in keys]),
             groups,
-            ints([a.count for a in values]),
-            ints([a.active_ms for a in values]),
-            ints([a.ended for a in values]),
-            {name: ints([a.sums.get(name, 0) for a in values]) for name in spec.summed},
-            {name: ints([a.n.get(name, 0) for a in values]) for name in spec.summed},
-            {name: floats([a.mins.get(name, nan) for a in values]) for name in spec.ranged},
-            {name: floats([a.maxs.get(name, nan) for a in values]) for name in spec.ranged},
+            _ints([state[0] for state in states]),
+            _ints([state[1] for state in states]),
+            _ints([state[2] for state in states]),
+            {name: _ints([state[3].get(name, 0) for state in states]) for name in spec.summed},
+            {name: _ints([state[4].get(name, 0) for state in states]) for name in spec.summed},
+            {name: _floats([s[5].get(name, nan) for s in states]) for name in spec.ranged},
+            {name: _floats([s[6].get(name, nan) for s in states]) for name in spec.ranged},
             sketches,
         )
+
+
+def _ints(items: Sequence[int]) -> I64:
+    return np.array(items, dtype=np.int64).reshape(len(items))
+
+
+def _floats(items: Sequence[float]) -> F64:
+    return np.array(items, dtype=np.float64).reshape(len(items))
 
 
 def _named(columns: Mapping[str, npt.NDArray[Any]]) -> list[tuple[str, list[Any]]]:
@@ -231,10 +254,14 @@ def add_exact(total: I64, addend: I64, name: str) -> I64:
     result = total + addend
     wrapped = ((total ^ result) & (addend ^ result)) < 0
     if wrapped.any():
-        raise OverflowError(
-            f"the sum of {name!r} in a bin exceeds 64-bit fixed point (lower `decimals`)"
-        )
+        raise _overflow(name)
     return result
+
+
+def _overflow(name: str) -> OverflowError:
+    return OverflowError(
+        f"the sum of {name!r} in a bin exceeds 64-bit fixed point (lower `decimals`)"
+    )
 
 
 def empty_cells(spec: AggSpec) -> Cells:
@@ -358,6 +385,15 @@ class _Reducer:
 
     def add(self, values: npt.NDArray[Any]) -> I64:
         return np.add.reduceat(values[self.order], self.bounds).astype(np.int64)
+
+    def add_exact(self, values: I64, name: str) -> I64:
+        """:meth:`add`, refusing to wrap around silently."""
+        total = self.add(values)
+        # Float sums err by far less than the 2**64 that a wrapped integer sum is off by.
+        approx = np.add.reduceat(values[self.order].astype(np.float64), self.bounds)
+        if np.any(np.abs(approx - total) > 2.0**62):
+            raise _overflow(name)
+        return total
 
     def fmin(self, values: F64) -> F64:
         return np.fmin.reduceat(values[self.order], self.bounds)

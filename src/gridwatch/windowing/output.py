@@ -3,82 +3,67 @@
 Building one ``Record`` per bin (a data dict, a ``_measure_value`` call per measure, a sketch
 walk per quantile, a hash and an encode) cost about 35 µs of Python per bin. Here each output
 field is computed for all bins in one pass: quantiles are found for every sketch together with
-numpy (one sort, one cumulative sum), and each line is the envelope prefix joined with the
-msgspec encoding of its data. The bytes are exactly those of ``encode(Record(...))`` with
-:func:`~gridwatch.windowing.bins.render`'s data, which the tests check.
+numpy (one sort, one cumulative sum), and the lines are encoded in one loop. The ``aggregate``
+and ``rollup`` jobs write their bins with :class:`BinWriter`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from gridwatch.gcpause import gc_paused
+from gridwatch.record import PartsHash, encode_envelopes, topic_name
 from gridwatch.windowing.bins import AggSpec, Measure
 from gridwatch.windowing.cells import Cells, Triples
-from gridwatch.windowing.sketch import Sketch, bucket_value
-from gridwatch.windowing.windows import canonical_keys
-
-_encode = msgspec.json.encode
+from gridwatch.windowing.sketch import bucket_value
+from gridwatch.windowing.watermark import canonical_keys
 
 
 class BinIds:
-    """The ``_id`` of bins: a 128-bit hash of producer, type, bin length, start and keys.
-
-    Equal to :func:`gridwatch.jobs.aggregate.job.bin_record`'s; the constant parts are hashed once.
-    """
+    """The ``_id`` of bins: a 128-bit hash of producer, type, bin length, start and keys
+    (:func:`~gridwatch.record.hash128` of them; the constant parts are hashed once)."""
 
     def __init__(self, producer: str, type_: str, bin_ms: int) -> None:
-        self._prefix = hashlib.blake2b(digest_size=16)
-        for part in (producer.encode(), type_.encode(), str(bin_ms).encode()):
-            self._prefix.update(len(part).to_bytes(8, "little"))
-            self._prefix.update(part)
+        self._hash = PartsHash(producer.encode(), type_.encode(), str(bin_ms).encode()).hexdigest
 
     def of_cells(self, cells: Cells) -> list[str]:
         """The ids of many cells (each group's keys encoded once)."""
         group = cells.group.tolist()
         keys = {g: canonical_keys(cells.groups[g]) for g in set(group)}
+        of = self._hash
         return [
-            self._of(str(s).encode(), keys[g])
-            for s, g in zip(cells.start.tolist(), group, strict=True)
+            of(str(s).encode(), keys[g]) for s, g in zip(cells.start.tolist(), group, strict=True)
         ]
 
-    def _of(self, start: bytes, keys: bytes) -> str:
-        h = self._prefix.copy()
-        h.update(len(start).to_bytes(8, "little") + start + len(keys).to_bytes(8, "little") + keys)
-        return h.hexdigest()
 
+class BinWriter:
+    """The output records of a job's bins: ``agg`` envelopes whose data is the rendered bin,
+    its revision and, with ``with_state``, its mergeable state (``_acc``, for a rollup)."""
 
-def envelope_prefix(producer: str, type_: str) -> bytes:
-    """The start of an ``agg`` envelope line, up to the timestamp."""
-    return b'{"producer":' + _encode(producer) + b',"type":' + _encode(type_) + b',"timestamp":'
+    def __init__(self, producer: str, type_: str, bin_ms: int, with_state: bool) -> None:
+        self.producer = producer
+        self.type = type_
+        self.topic = topic_name(producer, "agg", type_)
+        self.ids = BinIds(producer, type_, bin_ms)
+        self.with_state = with_state
 
-
-def bin_lines(
-    prefix: bytes,
-    ids: Sequence[str],
-    spec: AggSpec,
-    cells: Cells,
-    extra: Mapping[str, Sequence[Any]],
-) -> list[bytes]:
-    """Envelope lines of cells: the rendered data of each, then the ``extra`` columns."""
-    names, columns = render_columns(spec, cells)
-    names += list(extra)
-    columns += list(extra.values())
-    starts = [str(start).encode() for start in columns[0]]
-    middle = b',"_id":"'
-    tail = b'","type_prefix":"agg","data":'
-    lines: list[bytes] = []
-    append = lines.append
-    for start, id_, row in zip(starts, ids, zip(*columns, strict=True), strict=True):
-        data = _encode(dict(zip(names, row, strict=True)))
-        append(b"".join((prefix, start, middle, id_.encode(), tail, data, b"}")))
-    return lines
+    def lines(self, spec: AggSpec, cells: Cells, revisions: Sequence[int]) -> list[bytes]:
+        """The envelope lines of the cells, in order."""
+        with gc_paused():  # many small lists and dicts, none in a cycle
+            names, columns = render_columns(spec, cells)
+            names.append("revision")
+            columns.append(revisions)
+            if self.with_state:
+                names.append("_acc")
+                columns.append(cells.acc_json())
+            data = (dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True))
+            rows = zip(columns[0], self.ids.of_cells(cells), data, strict=True)
+            return encode_envelopes(self.producer, self.type, "agg", None, rows)
 
 
 def render_columns(spec: AggSpec, cells: Cells) -> tuple[list[str], list[Sequence[Any]]]:
@@ -101,7 +86,7 @@ def render_columns(spec: AggSpec, cells: Cells) -> tuple[list[str], list[Sequenc
     if spec.intervals:
         names += ["ended", "active_time_ms", "active"]
         columns += [cells.ended.tolist(), cells.active.tolist(), (cells.active / bin_ms).tolist()]
-    ranks: dict[str, _Ranked] = {}
+    ranks: dict[str, Ranked] = {}
     for measure in spec.measures:
         names.append(measure.name)
         columns.append(_measure_column(measure, cells, scale, ranks))
@@ -109,7 +94,7 @@ def render_columns(spec: AggSpec, cells: Cells) -> tuple[list[str], list[Sequenc
 
 
 def _measure_column(
-    measure: Measure, cells: Cells, scale: int, ranks: dict[str, _Ranked]
+    measure: Measure, cells: Cells, scale: int, ranks: dict[str, Ranked]
 ) -> list[Any]:
     name = measure.field
     if measure.op == "sum":
@@ -124,7 +109,7 @@ def _measure_column(
     if measure.op in ("min", "max"):
         return _optional((cells.mins if measure.op == "min" else cells.maxs)[name])
     if name not in ranks:
-        ranks[name] = _Ranked(cells.sketches[name], len(cells))
+        ranks[name] = Ranked(cells.sketches[name], len(cells))
     values = ranks[name].quantile(measure.quantile or 0.0)
     # The sketch is accurate to 1 %; the exact extremes bound it.
     return [
@@ -140,24 +125,8 @@ def _optional(values: npt.NDArray[np.float64]) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def quantiles(sketches: Sequence[Sketch | None], q: float) -> list[float | None]:
-    """``Sketch.quantile(q)`` of every sketch (``None`` for missing or empty ones), at once."""
-    triples = [
-        (cell, bucket, count)
-        for cell, sketch in enumerate(sketches)
-        if sketch is not None
-        for bucket, count in sorted(sketch.counts.items())
-    ]
-    cell, bucket, count = (
-        (np.array(c, dtype=np.int64) for c in zip(*triples, strict=True))
-        if triples
-        else (np.zeros(0, np.int64),) * 3
-    )
-    return _Ranked(Triples(cell, bucket, count), len(sketches)).quantile(q)
-
-
-class _Ranked:
-    """The buckets of many sketches, sorted by value within each sketch, with running counts."""
+class Ranked:
+    """The buckets of many sketches (cells), sorted by value within each, with running counts."""
 
     def __init__(self, triples: Triples, cells: int) -> None:
         # Triples are sorted by cell, then bucket; bucket indexes sort in the order of their
@@ -177,7 +146,8 @@ class _Ranked:
         self.values = {i: bucket_value(i) for i in np.unique(self.index).tolist()}
 
     def quantile(self, q: float) -> list[float | None]:
-        """The value at rank ``q * (n - 1)`` of each sketch, as :meth:`Sketch.quantile`."""
+        """The value at rank ``q * (n - 1)`` of each sketch: that of the first bucket (in the
+        order of their values) whose running count exceeds it; ``None`` for an empty one."""
         if len(self.index) == 0:
             return [None] * len(self.sizes)
         rank = q * (self.totals - 1).astype(np.float64)

@@ -1,10 +1,11 @@
-"""The ``aggregate`` job's bins as columns: merges, revisions, emission and checkpoints.
+"""The bins of the ``aggregate`` and ``rollup`` jobs as columns: merges, revisions, emission
+and checkpoints.
 
 Each row of the table is one (bin, group) cell still open or within the allowed lateness.
-Semantics are those of :class:`~gridwatch.windowing.windows.WindowState`: merged cells become
-dirty; :meth:`BinTable.emit` returns the dirty bins the watermark has passed, each with its
-next revision, and forgets the clean bins past the horizon. Rows of forgotten bins are
-reclaimed by compaction once they outnumber the live ones.
+Merged (or replaced) cells become dirty; :meth:`BinTable.emit` returns the dirty bins the
+watermark has passed (see :mod:`.watermark`), each with its next revision, and forgets the
+clean bins past the horizon. Rows of forgotten bins are reclaimed by compaction once they
+outnumber the live ones.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from gridwatch.errors import ConfigurationError
-from gridwatch.windowing.bins import Acc, AggSpec
+from gridwatch.windowing.bins import AggSpec, BinKey
 from gridwatch.windowing.cells import I64, Cells, Triples, add_exact
-from gridwatch.windowing.windows import Watermark, canonical_keys
+from gridwatch.windowing.watermark import Watermark, canonical_keys
 
 _MIN_CAPACITY = 1024
 
@@ -59,17 +60,52 @@ class BinTable(Watermark):
     # -- merging -------------------------------------------------------------------------
 
     def add(self, cells: Cells) -> None:
-        """Merge a batch's cells."""
+        """Merge cells into their bins (cells of one bin are merged together first)."""
+        if len(cells):
+            self._merge(*self._distinct(cells))
+
+    def replace(self, cells: Cells) -> None:
+        """Set the state of the cells' bins to the merge of those cells."""
         if not len(cells):
             return
+        cells, rows = self._distinct(cells)  # may refuse an overflow: nothing changed yet
+        c = self._columns
+        summed = [f"{kind}:{name}" for name in self.spec.summed for kind in ("sum", "n")]
+        for name in ("count", "active", "ended", *summed):
+            c[name][rows] = 0
+        for name in self.spec.ranged:
+            c["min:" + name][rows] = c["max:" + name][rows] = np.nan
+        cleared = np.zeros(self.size, dtype=bool)
+        cleared[rows] = True
+        for parts in self._sketches.values():
+            parts[:] = [part.drop(cleared) for part in parts]
+        self._merge(cells, rows)
+
+    def holds(self, key: BinKey) -> bool:
+        """Whether the bin is kept."""
+        group = self._group_ids.get(key[1])
+        return group is not None and (key[0], group) in self._rows
+
+    def widen(self, spec: AggSpec) -> None:
+        """Keep the state of ``spec``'s fields (a superset of the current ones; new ones start
+        empty)."""
+        kept = self._columns
+        self.spec = spec
+        self._columns = self._allocate(len(kept["start"]))
+        self._columns.update(kept)
+        for name in spec.sketched:
+            self._sketches.setdefault(name, [Triples.empty()])
+            self._combined_size.setdefault(name, 0)
+
+    def _distinct(self, cells: Cells) -> tuple[Cells, I64]:
+        """The cells with those of one bin merged (keys equal in Python, as 0.0 and -0.0, are
+        one bin), and their rows."""
         rows = self._find_rows(cells.start, self._global_groups(cells.groups)[cells.group])
-        distinct, first = np.unique(rows, return_index=True)
-        if len(distinct) < len(rows):
-            # Keys equal in Python but distinct in the batch (0.0 and -0.0): merge in turns.
-            rest = np.setdiff1d(np.arange(len(rows)), first)
-            self.add(cells.take(first))
-            self.add(cells.take(rest))
-            return
+        if len(np.unique(rows)) < len(rows):
+            return cells.merged_by(rows)
+        return cells, rows
+
+    def _merge(self, cells: Cells, rows: I64) -> None:
         c = self._columns
         # Checked before anything changes, so an overflow leaves the table as it was.
         sums = {
@@ -293,8 +329,8 @@ class BinTable(Watermark):
         self._restore(cells, ints(state["revision"]), np.array(state["dirty"], dtype=bool))
 
     def _load_bins(self, bins: list[list[Any]]) -> None:
-        accs = {(int(start), tuple(keys)): Acc.from_json(acc) for start, keys, acc, _, _ in bins}
-        cells = Cells.from_accs(self.spec, accs)
+        keys = [(int(start), tuple(keys)) for start, keys, _, _, _ in bins]
+        cells = Cells.from_states(self.spec, keys, [entry[2] for entry in bins])
         revisions = _ints([int(entry[3]) for entry in bins])
         self._restore(cells, revisions, np.array([bool(entry[4]) for entry in bins], dtype=bool))
 

@@ -15,20 +15,11 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from gridwatch.components import Job, JobConfig
-from gridwatch.gcpause import gc_paused
-from gridwatch.record import NAME_PATTERN, Record, canonical_json, hash128, topic_name
-from gridwatch.windowing.bins import (
-    Acc,
-    AggSpec,
-    BinKey,
-    Columns,
-    float_column,
-    int_column,
-    parse_measure,
-)
+from gridwatch.record import NAME_PATTERN, Record
+from gridwatch.windowing.bins import AggSpec, Columns, float_column, int_column, parse_measure
 from gridwatch.windowing.cells import Cells, chunked_partials
 from gridwatch.windowing.extract import Extraction, LineQuery, check, connect, quote
-from gridwatch.windowing.output import BinIds, bin_lines, envelope_prefix
+from gridwatch.windowing.output import BinWriter
 from gridwatch.windowing.table import BinTable
 
 MAX_BINS_PER_RECORD = 20_000
@@ -155,9 +146,10 @@ class AggregateCore:
         self.extraction = self.extraction_of(config)
         self.conn = connect()
         self.query = LineQuery(self.conn, self.extraction)
-        self.ids = BinIds(config.producer, config.output_type, self.spec.bin_ms)
-        self.prefix = envelope_prefix(config.producer, config.output_type)
-        self.topic = topic_name(config.producer, "agg", config.output_type)
+        self.writer = BinWriter(
+            config.producer, config.output_type, self.spec.bin_ms, config.rollup_state
+        )
+        self.topic = self.writer.topic
 
     @staticmethod
     def extraction_of(cfg: AggregateConfig) -> Extraction:
@@ -234,37 +226,9 @@ class AggregateCore:
         columns, rows, rejected = self.columns(table)
         return columns, rows, [(row, "not valid JSON") for row in invalid] + rejected
 
-    def record(self, key: BinKey, acc: Acc, revision: int) -> Record:
-        """The output record of one bin (its ``_id`` is the same for every revision)."""
-        from gridwatch.windowing.bins import render
-
-        cfg = self.config
-        data = render(self.spec, key[0], key[1], acc)
-        data["revision"] = revision
-        if cfg.rollup_state:
-            data["_acc"] = acc.to_json()
-        return bin_record(cfg.producer, cfg.output_type, self.spec.bin_ms, key, data)
-
     def lines(self, cells: Cells, revisions: Sequence[int]) -> list[bytes]:
-        """The output lines of many bins: ``encode(self.record(...))`` of each, in bulk."""
-        with gc_paused():  # many small lists and dicts, none in a cycle
-            extra: dict[str, Sequence[Any]] = {"revision": revisions}
-            if self.config.rollup_state:
-                extra["_acc"] = cells.acc_json()
-            ids = self.ids.of_cells(cells)
-            return bin_lines(self.prefix, ids, self.spec, cells, extra)
-
-
-def bin_record(producer: str, type_: str, bin_ms: int, key: BinKey, data: dict[str, Any]) -> Record:
-    """An ``agg`` record for a bin; its id hashes producer, type, bin length, start and keys."""
-    record_id = hash128(
-        producer.encode(),
-        type_.encode(),
-        str(bin_ms).encode(),
-        str(key[0]).encode(),
-        canonical_json(list(key[1])),
-    )
-    return Record(producer, type_, key[0], record_id, type_prefix="agg", data=data)
+        """The output lines of many bins."""
+        return self.writer.lines(self.spec, cells, revisions)
 
 
 def late_record(producer: str, type_: str, job: str, reason: str, line: bytes) -> Record:

@@ -12,7 +12,7 @@ from gridwatch.bus.base import JoinedLines
 from gridwatch.config import load_pipeline
 from gridwatch.jobs.aggregate.job import AggregateConfig, AggregateCore, AggregateJob
 from gridwatch.record import Record, encode, record_id
-from tests.unit.jobs_support import published, started
+from tests.unit.jobs_support import FixedClock, published, started
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "xrootd-transfers.yaml"
 MIN = 60_000
@@ -147,6 +147,25 @@ def test_a_record_from_a_clock_far_ahead_is_a_dead_letter_not_a_watermark(
     assert "xrootd_agg_stats_late" not in out
     assert job.windows.max_event_ms == now - 8 * MIN
     assert job.context.metrics.value("stats", "too_early") == 1
+
+
+def test_the_future_guard_reads_the_clock_the_job_is_given(tmp_path: Path) -> None:
+    config = AggregateConfig(
+        inputs=["feed"],
+        producer="xrootd",
+        output_type="stats",
+        fields={"bytes": "BIGINT", "start_time": "BIGINT", "end_time": "BIGINT"},
+        start_field="start_time",
+        end_field="end_time",
+        aggregates={"bytes": "sum(bytes)"},
+    )
+    at = FixedClock(T0 / 1000)  # a host whose clock says 2024-05-01
+    job = started(AggregateJob, "stats", config, tmp_path, clock=at)
+    job.process("t", [transfer(T0, T0 + 30 * MIN, 5), transfer(T0, T0 + 2 * 60 * MIN, 7)])
+    out = published(job)
+    reasons = [d.data["reason"] for d in out["gridwatch_raw_deadletter"]]
+    assert reasons == ["stats: event time more than max_future_s=3600 ahead of this host's clock"]
+    assert job.windows.max_event_ms == T0 + 30 * MIN
 
 
 def test_infinite_values_from_a_division_by_zero_stay_out_of_the_sketches(

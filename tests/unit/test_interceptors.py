@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from gridwatch.transforms.rename_fields import RenameFields
 from gridwatch.transforms.set_fields import SetFields
 from gridwatch.transforms.stamp_host import StampHost
 from gridwatch.transforms.stamp_time import StampTime
+from tests.unit.jobs_support import FixedClock
 
 
 @pytest.fixture
@@ -84,6 +86,9 @@ def test_stamp_time_and_host(context: Context) -> None:
     assert before <= stamped.data["received_ms"] <= round(time.time() * 1000)
     (seconds,) = make(StampTime, context, field="meta.t", unit="s").process([rec({})])
     assert isinstance(seconds.data["meta"]["t"], float)
+    stopped = dataclasses.replace(context, clock=FixedClock(1_714_521_600.25))
+    (fixed,) = make(StampTime, stopped).process([rec({})])
+    assert fixed.data["received_ms"] == 1_714_521_600_250
     host = make(StampHost, context, field="collector")
     kept, set_ = host.process([rec({}, host="wn1"), rec({})])
     assert (kept.host, set_.host) == ("wn1", "collector01.cern.ch")

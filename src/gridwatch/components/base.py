@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridwatch.clock import SYSTEM_CLOCK, Clock
 from gridwatch.record import (
     EnvelopeDecoder,
     Record,
@@ -126,6 +127,8 @@ class Context:
     bus: Bus
     decoder: EnvelopeDecoder
     host: str = field(default_factory=socket.gethostname)
+    clock: Clock = SYSTEM_CLOCK
+    """The time components read for their logic (tests pass another one)."""
 
     def state_dir(self, component_id: str) -> Path:
         """A private directory for a component's durable local state."""

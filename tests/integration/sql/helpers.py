@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gridwatch.bus import SqliteBus
+from gridwatch.clock import SYSTEM_CLOCK, Clock
 from gridwatch.components import Context, SourceBatch
 from gridwatch.metrics import Metrics
 from gridwatch.record import EnvelopeDecoder, decode_lines, encode_lines
@@ -79,12 +80,18 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
 class Harness:
     """A source wired to a real SQLite bus, delivering as the runtime does."""
 
-    def __init__(self, tmp_path: Path, config: SqlIncrementalConfig) -> None:
+    def __init__(
+        self, tmp_path: Path, config: SqlIncrementalConfig, host_clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.config = config
         self.bus = SqliteBus(tmp_path / "bus.db")
         self.metrics = Metrics()
         self.context = Context(
-            data_dir=tmp_path, metrics=self.metrics, bus=self.bus, decoder=EnvelopeDecoder()
+            data_dir=tmp_path,
+            metrics=self.metrics,
+            bus=self.bus,
+            decoder=EnvelopeDecoder(),
+            clock=host_clock,
         )
         self.source: SqlIncrementalSource | None = None
         self.clock: Any = None

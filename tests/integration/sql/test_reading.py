@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from gridwatch.clock import OffsetClock
 from gridwatch.errors import ConfigurationError
 from gridwatch.sim.panda import ACTIVE, ARCHIVED, Change
-from gridwatch.sources.sql_incremental import source as sql_source
 from gridwatch.sources.sql_incremental.database import Database
 from tests.integration.sql.helpers import Db, Harness, config, run_async
 
@@ -109,15 +108,14 @@ async def test_without_a_rescan_window_the_late_commit_is_missed(tmp_path: Path)
 
 @run_async
 async def test_the_safety_lag_follows_the_database_clock_not_a_skewed_host(
-    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Db, tmp_path: Path
 ) -> None:
     """This host's clock an hour ahead: rows inside the lag of the database's now wait."""
     sim = db.simulator()
-    harness = Harness(tmp_path, config(db, sim, safety_lag_s=60, rescan_window_s=0))
+    ahead = OffsetClock(3600)
+    harness = Harness(tmp_path, config(db, sim, safety_lag_s=60, rescan_window_s=0), ahead)
     real = time.time()
     insert(sim, [atlas_row(sim, 1, real - 120), atlas_row(sim, 2, real - 10)])
-    ahead = SimpleNamespace(time=lambda: time.time() + 3600, monotonic=time.monotonic)
-    monkeypatch.setattr(sql_source, "time", ahead)
     await harness.start()
     assert await harness.round() == 1  # by the host's clock both would be older than the lag
     assert [r["pandaid"] for r in harness.delivered()] == [1]

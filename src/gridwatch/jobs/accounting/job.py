@@ -15,7 +15,6 @@ Within a batch, updates are applied in version order, so feeding the archive in 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -268,7 +267,7 @@ class AccountingJob(Job):
         limit = self.config.max_future_s
         if limit is None:
             return updates
-        ahead_of = (time.time() + limit) * 1000
+        ahead_of = (self.context.clock.time() + limit) * 1000
         kept = [update for update in updates if update[1] <= ahead_of]
         if len(kept) < len(updates):
             reason = (

@@ -6,7 +6,6 @@ the watermark, revisions and the correction topic (:mod:`.table`) around it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -300,7 +299,7 @@ class AggregateJob(Job):
         limit = self.config.max_future_s
         if limit is None:
             return columns, rows
-        ahead = columns.end_ms > (time.time() + limit) * 1000
+        ahead = columns.end_ms > (self.context.clock.time() + limit) * 1000
         if not ahead.any():
             return columns, rows
         reason = (

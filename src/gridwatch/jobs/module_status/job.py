@@ -13,7 +13,6 @@ at least every ``history_interval_s`` of event time: the status history, which a
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,11 +95,11 @@ class ModuleStatusJob(Job):
 
     def tick(self) -> None:
         """Evaluate every module when idle (at least every ``STALE_EVALUATION_S``)."""
-        since = time.monotonic() - self._last_evaluation
+        since = self.context.clock.monotonic() - self._last_evaluation
         busy, self._busy = self._busy, False
         if (not busy and since >= self.config.evaluate_interval_s) or since >= STALE_EVALUATION_S:
             self.emit(self._evaluate_now())
-            self._last_evaluation = time.monotonic()
+            self._last_evaluation = self.context.clock.monotonic()
 
     def checkpoint(self) -> Any:
         return self._state()
@@ -122,7 +121,7 @@ class ModuleStatusJob(Job):
 
     def _evaluate_now(self) -> list[Record]:
         """Evaluate every module at the wall-clock time (freshness rules need it)."""
-        now_ms = round(time.time() * 1000)
+        now_ms = round(self.context.clock.time() * 1000)
         changes: list[Record] = []
         for module, rule in self.config.modules.items():
             self._observe(module, evaluate(rule, self.latest.get(module), now_ms), now_ms, changes)

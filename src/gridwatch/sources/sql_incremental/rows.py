@@ -7,7 +7,6 @@ that is a time (so a replay lands in the same day folder), else the time of read
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -16,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from gridwatch.clock import SYSTEM_CLOCK, Clock
 from gridwatch.gcpause import gc_paused
 from gridwatch.record import EncodedRecords, PartsHash, Record, encode_envelopes, topic_name
 from gridwatch.sources.sql_incremental.config import SqlIncrementalConfig
@@ -90,9 +90,12 @@ class Converted:
 class RowConverter:
     """Turns pages of rows into envelope records."""
 
-    def __init__(self, config: SqlIncrementalConfig, axis: TimeAxis) -> None:
+    def __init__(
+        self, config: SqlIncrementalConfig, axis: TimeAxis, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.config = config
         self.axis = axis
+        self.clock = clock
         self._ids_of = PartsHash(config.producer.encode(), config.record_type.encode()).hexdigest
         self._layout: tuple[tuple[str, ...], int, list[int]] | None = None
         self._row_struct: tuple[tuple[str, ...], type[msgspec.Struct] | None] | None = None
@@ -201,7 +204,7 @@ class RowConverter:
         """Each row's envelope timestamp (UTC ms): its commit value, or now."""
         if all(stamp is not None for stamp in known):
             return known  # type: ignore[return-value]
-        now_ms = round(time.time() * 1000)
+        now_ms = round(self.clock.time() * 1000)
         to_epoch = self.axis.to_epoch
         stamps = []
         for value, stamp in zip(values, known, strict=True):

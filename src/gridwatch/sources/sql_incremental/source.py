@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -57,7 +56,8 @@ class SqlIncrementalSource(Source):
     Config = SqlIncrementalConfig
     config: SqlIncrementalConfig
     clock: Callable[[], float] | None = None
-    """A clock to use instead of the database's (tests simulate time with it)."""
+    """A clock to use instead of the database's (tests simulate the database's time with it);
+    this host's time is ``context.clock``."""
 
     async def open(self, position: Any) -> None:
         cfg = self.config
@@ -81,7 +81,7 @@ class SqlIncrementalSource(Source):
         kind = await self._call(self.db.probe, None)
         await self._measure_skew()
         self.axis = TimeAxis(kind, cfg.database_timezone)
-        self.rows = RowConverter(cfg, self.axis)
+        self.rows = RowConverter(cfg, self.axis, self.context.clock)
         if position:
             self.cursor = Cursor.from_json(position)
             if self.cursor.value is not None:
@@ -131,22 +131,25 @@ class SqlIncrementalSource(Source):
 
     async def batches(self) -> AsyncIterator[SourceBatch]:
         while True:
-            started = time.monotonic()
+            started = self.context.clock.monotonic()
             async for batch in self.read_round():
                 yield batch
-            pause = self.config.min_interval_s - (time.monotonic() - started)
+            pause = self.config.min_interval_s - (self.context.clock.monotonic() - started)
             if pause > 0:
                 await asyncio.sleep(pause)
 
     def now(self) -> float:
         """Seconds since the epoch by the database's clock: the commit values come from there,
         so the safety lag holds however far this host's clock is off."""
-        return self.clock() if self.clock is not None else time.time() + self.skew
+        if self.clock is not None:
+            return self.clock()
+        return self.context.clock.time() + self.skew
 
     async def _measure_skew(self) -> None:
         if self.clock is not None or not self.database_clock:
             return
-        before = time.time()
+        host = self.context.clock
+        before = host.time()
         try:
             database_now = await self._call(self.db.now)
         except ConfigurationError as exc:
@@ -155,7 +158,7 @@ class SqlIncrementalSource(Source):
         if database_now is None:
             self.database_clock = False
             return
-        self.skew = database_now - (before + time.time()) / 2
+        self.skew = database_now - (before + host.time()) / 2
         self.skews[self.id] = self.skew
         if abs(self.skew) > 1.0 and not self.skew_reported:
             self.skew_reported = True

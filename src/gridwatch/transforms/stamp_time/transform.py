@@ -5,7 +5,6 @@ Flume's timestamp interceptor: the time a record was received, in its payload.
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 import msgspec
@@ -32,7 +31,7 @@ class StampTime(Transform):
     config: StampTimeConfig
 
     def process(self, records: list[Record]) -> list[Record]:
-        now = time.time()
+        now = self.context.clock.time()
         stamp: float | int = round(now * 1000) if self.config.unit == "ms" else now
         out: list[Record] = []
         for record in records:

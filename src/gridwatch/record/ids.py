@@ -49,7 +49,12 @@ class PartsHash:
         """The digest of the leading parts, then ``parts``, then ``tail`` as it is (unframed:
         callers whose last part has a fixed or self-delimiting form)."""
         h = self._base.copy()
-        h.update(b"".join(map(_framed, parts)) + tail if parts else tail)
+        if len(parts) == 1:  # the common case, kept lean: ids of many rows or bins
+            part = parts[0]
+            size = len(part)
+            h.update((_LENGTHS[size] if size < 256 else size.to_bytes(8, "little")) + part + tail)
+        else:
+            h.update(b"".join(map(_framed, parts)) + tail)
         return h.hexdigest()
 
 

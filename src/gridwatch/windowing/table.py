@@ -68,7 +68,7 @@ class BinTable(Watermark):
         """Set the state of the cells' bins to the merge of those cells."""
         if not len(cells):
             return
-        cells, rows = self._distinct(cells)  # may refuse an overflow: nothing changed yet
+        cells, rows = self._distinct(cells)  # an overflow is refused before any bin changes
         c = self._columns
         summed = [f"{kind}:{name}" for name in self.spec.summed for kind in ("sum", "n")]
         for name in ("count", "active", "ended", *summed):

@@ -48,13 +48,12 @@ class PartsHash:
     def hexdigest(self, *parts: bytes, tail: bytes = b"") -> str:
         """The digest of the leading parts, then ``parts``, then ``tail`` as it is (unframed:
         callers whose last part has a fixed or self-delimiting form)."""
-        h = self._base.copy()
-        if len(parts) == 1:  # the common case, kept lean: ids of many rows or bins
-            part = parts[0]
+        data = tail
+        for part in reversed(parts):  # one bytes object, one update: ids of many rows or bins
             size = len(part)
-            h.update((_LENGTHS[size] if size < 256 else size.to_bytes(8, "little")) + part + tail)
-        else:
-            h.update(b"".join(map(_framed, parts)) + tail)
+            data = (_LENGTHS[size] if size < 256 else size.to_bytes(8, "little")) + part + data
+        h = self._base.copy()
+        h.update(data)
         return h.hexdigest()
 
 

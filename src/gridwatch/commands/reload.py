@@ -1,4 +1,4 @@
-"""``gridwatch reload``: apply a changed pipeline file's schedule to a running gridwatch."""
+"""``gridwatch reload``: apply a changed pipeline file to a running gridwatch."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from gridwatch.errors import GridwatchError
 
 
 @click.command(
-    short_help="re-read the schedule of a running gridwatch (like SIGHUP)",
+    short_help="apply a changed pipeline file to a running gridwatch (like SIGHUP)",
     epilog=examples(
         "gridwatch reload pipeline.yaml --data-dir /var/lib/gridwatch",
         "gridwatch reload",
@@ -30,8 +30,9 @@ from gridwatch.errors import GridwatchError
 def reload(file: Path | None, data_dir: Path) -> int:
     """Send SIGHUP to the gridwatch running with --data-dir.
 
-    It re-reads its pipeline file and applies the schedule's changes (new tasks start, removed
-    ones stop, changed ones restart; running batch runs finish). With FILE, the file is
+    It re-reads its pipeline file and applies the changes: added sources, transforms, sinks,
+    jobs and tasks start, removed ones stop, changed ones restart, the others keep running
+    (running batch runs finish). A file with mistakes changes nothing. With FILE, the file is
     validated first and nothing is sent when it has mistakes.
     """
     from gridwatch.config import load_pipeline

@@ -120,14 +120,13 @@ class _LimitedComposer(Composer):
         if self.depth >= MAX_DEPTH:
             raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
         anchor = event.anchor
-        self.depth += 1
         if anchor is not None:
             self.open_anchors.add(anchor)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-            self.open_anchors.discard(anchor)
+        self.depth += 1
+        node = super().compose_node(parent, index)
+        self.depth -= 1  # no try/finally: after an exception the composer is dropped
+        self.open_anchors.discard(anchor)
+        return node
 
 
 class _Loader(_LimitedComposer, SafeConstructor, Resolver):

@@ -56,6 +56,8 @@ def files() -> dict[str, str]:
         f"{MAX_NODES + 1} values": "sources: [" + "1, " * (MAX_NODES + 1) + "]\n",
         f"{MAX_NODES // 10} chained sinks": many_components(),
         "base-60 number, 5,000 parts": "bus: {retention_hours: 1" + ":1" * 5000 + "}\n",
+        "99,000 unknown tags": "sources: [" + "!x 1, " * 99_000 + "]\n",
+        "250,000 unset ${env:...}": "bus: {retention_hours: '" + "${env:GW_NO}" * 250_000 + "'}\n",
     }
 
 

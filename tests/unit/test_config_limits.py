@@ -156,6 +156,13 @@ def test_a_merge_of_something_else_than_mappings_is_a_problem() -> None:
     assert "p.yaml:5: sinks.bad: << takes a mapping or a list of mappings" in found
 
 
+def test_a_merge_list_with_an_unknown_tag_is_a_problem() -> None:
+    found = rendered(
+        GOOD + "  a: &a {type: jsonl, inputs: [gen], directory: x}\n  b: {<<: !x [*a]}\n"
+    )
+    assert "p.yaml:6: sinks.b: unknown tag !x" in found
+
+
 def test_duplicate_keys_are_still_found_next_to_merges() -> None:
     found = rendered(GOOD + "  b: &b {type: jsonl, inputs: [gen], directory: x}\n  b: *b\n")
     assert found == ["p.yaml:6: sinks.b: duplicate key"]
@@ -375,6 +382,14 @@ def test_references_expand_within_a_budget(tmp_path: Path) -> None:
     found = [p.message for p in problems_of(text, tmp_path)]
     assert "references put more than 4 MiB of text into the file" in found
     assert found.count("references put more than 4 MiB of text into the file") == 1
+
+
+def test_past_the_reported_count_unresolved_references_are_counted() -> None:
+    references = "${env:GW_SURELY_UNSET}" * (MAX_REPORTED + 30)
+    found = rendered(f"bus:\n  retention_hours: 1\n  drain_timeout_s: '{references}'\n")
+    unresolved = [line for line in found if "GW_SURELY_UNSET" in line]
+    assert len(unresolved) == MAX_REPORTED
+    assert "p.yaml:3: bus.drain_timeout_s: and 30 more references that cannot be resolved" in found
 
 
 # --- the component graph ------------------------------------------------------------------

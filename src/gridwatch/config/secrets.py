@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, SecretStr
 
 from gridwatch.config.files import read_limited, size_text
-from gridwatch.config.limits import MAX_RESOLVED_CHARS, MAX_SECRET_BYTES
+from gridwatch.config.limits import MAX_REPORTED, MAX_RESOLVED_CHARS, MAX_SECRET_BYTES
 from gridwatch.config.problems import Path, Problem, shorten
 
 _REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
@@ -32,9 +32,16 @@ def resolve(value: Any, path: Path, base_dir: FilePath, problems: list[Problem])
 
     Each file is read once, at most :data:`MAX_SECRET_BYTES` of it and only if it is a
     regular file; all references together put at most :data:`MAX_RESOLVED_CHARS` into the
-    document, however often aliases repeat them.
+    document, however often aliases repeat them. Past :data:`MAX_REPORTED` references that
+    cannot be resolved, one last problem counts the others.
     """
-    return _References(base_dir, problems).resolve(value, path)
+    references = _References(base_dir, problems)
+    resolved = references.resolve(value, path)
+    if references.failures > MAX_REPORTED:
+        more = references.failures - MAX_REPORTED
+        message = f"and {more} more references that cannot be resolved"
+        problems.append(Problem(references.last_failure, message))
+    return resolved
 
 
 class _Unresolved(Exception):
@@ -47,6 +54,8 @@ class _References:
         self.problems = problems
         self.budget = MAX_RESOLVED_CHARS
         self.files: dict[FilePath, str | OSError] = {}
+        self.failures = 0  # only the first MAX_REPORTED are problems of their own
+        self.last_failure: Path = ()
 
     def resolve(self, value: Any, path: Path) -> Any:
         if isinstance(value, dict):
@@ -62,7 +71,10 @@ class _References:
         try:
             found = self._variable(name) if kind == "env" else self._file(name)
         except _Unresolved as exc:
-            self.problems.append(Problem(path, str(exc)))
+            self.failures += 1
+            self.last_failure = path
+            if self.failures <= MAX_REPORTED:
+                self.problems.append(Problem(path, str(exc)))
             return ""
         if len(found) > self.budget:
             if self.budget > 0:  # reported once, where it ran out

@@ -232,6 +232,9 @@ class _Builder:
             if key_node.tag != _MERGE:
                 own.append((key_node, value_node))
                 continue
+            if isinstance(value_node, SequenceNode) and value_node.tag != _SEQ:
+                self._wrong_tag(value_node, path, "sequence")
+                continue
             sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
             if not all(isinstance(s, MappingNode) and s.tag == _MAP for s in sources):
                 line = key_node.start_mark.line + 1

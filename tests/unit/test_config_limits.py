@@ -406,38 +406,38 @@ def chain(length: int, *, closed: bool = False) -> str:
 
 
 def test_a_long_chain_of_transforms_loads() -> None:
-    pipeline = parse_pipeline(chain(3_000), "p.yaml", Path("."))
-    assert len(pipeline.components) == 3_002
+    pipeline = parse_pipeline(chain(1_500), "p.yaml", Path("."))
+    assert len(pipeline.components) == 1_502
 
 
 def test_a_long_cycle_is_one_short_problem() -> None:
-    found = [p for p in problems_of(chain(3_000, closed=True)) if "cycle" in p.message]
+    found = [p for p in problems_of(chain(1_500, closed=True)) if "cycle" in p.message]
     assert len(found) == 1
     assert found[0].message.startswith("cycle: ")
-    assert "(3001 in all)" in found[0].message
+    assert "(1501 in all)" in found[0].message
     assert len(found[0].message) < 300
 
 
 def test_many_unknown_inputs_keep_each_message_short() -> None:
-    sinks = "".join(f"  s{i}: {{type: jsonl, inputs: [nope], directory: x}}\n" for i in range(3000))
+    sinks = "".join(f"  s{i}: {{type: jsonl, inputs: [nope], directory: x}}\n" for i in range(1500))
     found = problems_of("sources:\n  gen: {type: generator}\nsinks:\n" + sinks)
     unknown = [p.message for p in found if p.message.startswith("unknown input")]
-    assert len(unknown) == 3000
-    assert unknown[0].endswith(", ... (3001 in all))")
+    assert len(unknown) == 1500
+    assert unknown[0].endswith(", ... (1501 in all))")
     assert max(len(m) for m in unknown) < 400
 
 
 def test_a_long_chain_of_task_parents_loads() -> None:
     tasks = "".join(
-        f"    t{i}: {{command: [x], parents: [t{i - 1}]}}\n" for i in range(2_999, 0, -1)
+        f"    t{i}: {{command: [x], parents: [t{i - 1}]}}\n" for i in range(1_499, 0, -1)
     )
     text = f"schedule:\n  tasks:\n{tasks}    t0: {{command: [x], schedule: '@daily'}}\n"
-    assert len(parse_pipeline(text, "p.yaml", Path(".")).schedule.tasks) == 3_000
-    looped = text.replace("schedule: '@daily'", "parents: [t2999]")
+    assert len(parse_pipeline(text, "p.yaml", Path(".")).schedule.tasks) == 1_500
+    looped = text.replace("schedule: '@daily'", "parents: [t1499]")
     found = rendered(looped)
     assert len(found) == 1
-    assert found[0].startswith("p.yaml:3: schedule.tasks.t2999.parents: dependency cycle: ")
-    assert found[0].endswith("(3001 in all)") and len(found[0]) < 300
+    assert found[0].startswith("p.yaml:3: schedule.tasks.t1499.parents: dependency cycle: ")
+    assert found[0].endswith("(1501 in all)") and len(found[0]) < 300
 
 
 # --- anything at all ----------------------------------------------------------------------

@@ -19,13 +19,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 GRIDWATCH_EXE = Path(sys.executable).with_name("gridwatch")  # the venv's console script
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``gridwatch ARGS`` as a user runs it, from this checkout's sources."""
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``gridwatch ARGS`` as a user runs it, from this checkout's sources (``env``: extra
+    environment variables)."""
     return subprocess.run(
         [sys.executable, "-m", "gridwatch", *args],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        env=dict(os.environ, PYTHONPATH=str(SRC), **(env or {})),
         cwd=cwd,
         timeout=60,
         check=False,

@@ -67,7 +67,7 @@ def add_login_routes(app: web.Application, access: CurrentAccess) -> None:
 
 def _page(message: str, status: int = 200) -> web.Response:
     return web.Response(
-        text=_PAGE.format(message=escape(message)),
+        text=_PAGE.replace("{message}", escape(message)),
         content_type="text/html",
         status=status,
         headers=_NO_STORE,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 
 from gridwatch.api.auth import Access, exposure_warnings, is_loopback, uncovered_routes
 from gridwatch.api.tls import server_context
-from gridwatch.config.pipeline import parse_pipeline
+from gridwatch.config.pipeline import load_pipeline, parse_pipeline
 from gridwatch.config.problems import ConfigProblems
 from gridwatch.config.server import ServerSettings, TlsSettings
 from gridwatch.errors import ConfigurationError
@@ -199,3 +199,19 @@ def test_a_route_without_a_role_is_reported() -> None:
     app.router.add_get("/api/v1/secrets", handler)
     app.router.add_post("/api/v1/tasks/{task}/run", handler)
     assert uncovered_routes(app) == ["GET /api/v1/secrets"]
+
+
+def test_the_secured_example_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "secured.yaml"
+    (tmp_path / "p.yaml").write_text(example.read_text())
+    (tmp_path / "ops.token").write_text(OPS + "\n")
+    (tmp_path / "eventindex.token").write_text(VIEWER + "\n")
+    monkeypatch.setenv("GRAFANA_TOKEN", "grafana-token-0123456789")
+    server = load_pipeline(tmp_path / "p.yaml").server
+    assert [(t.name, t.roles) for t in server.tokens] == [
+        ("ops", ["read", "write", "admin"]),
+        ("grafana", ["read"]),
+    ]
+    assert server.anonymous() == frozenset()
+    assert server.tls is not None
+    assert server.tls.certificate == str(tmp_path / "tls" / "server.pem")

@@ -249,6 +249,10 @@ def test_a_browser_signs_in_and_its_cookie_only_reads(secured: Secured) -> None:
                 assert refused.status == 401
                 assert "Unknown token." in await refused.text()
             async with browser.post(
+                secured.url + "/login", data={"token": "x" * 5000}, ssl=context
+            ) as oversized:
+                assert oversized.status == 413
+            async with browser.post(
                 secured.url + "/login", data={"token": OPS}, ssl=context, allow_redirects=False
             ) as signed_in:
                 assert signed_in.status == 303 and signed_in.headers["Location"] == "/"

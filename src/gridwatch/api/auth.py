@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from aiohttp import hdrs, web
 from aiohttp.typedefs import LooseHeaders, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
+from multidict import CIMultiDict
 
 from gridwatch.config.server import ROLES, Role, ServerSettings
 
@@ -191,8 +192,8 @@ def _by_cookie(request: web.Request, current: Access) -> Identity:
     return identity
 
 
-def _without_authorization(request: web.Request) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+def _without_authorization(request: web.Request) -> CIMultiDict[str]:
+    return CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() != "authorization")
 
 
 def _unauthorized(request: web.Request, reason: str, invalid: bool = False) -> web.HTTPException:

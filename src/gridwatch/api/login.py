@@ -9,6 +9,7 @@ cookie for ``GET`` and ``HEAD`` only, so it can read but never ingest, run a tas
 
 from __future__ import annotations
 
+import asyncio
 from html import escape
 from urllib.parse import parse_qs
 
@@ -37,11 +38,17 @@ def add_login_routes(app: web.Application, access: CurrentAccess) -> None:
         return _page("Paste a token that has the read role.")
 
     async def login(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_LOGIN_BODY:
-            raise web.HTTPRequestEntityTooLarge(MAX_LOGIN_BODY, request.content_length)
-        body = await request.content.read(MAX_LOGIN_BODY + 1)
+        length = request.content_length
+        if length is None:  # browsers send a form with its length
+            raise web.HTTPLengthRequired()
+        if length > MAX_LOGIN_BODY:
+            raise web.HTTPRequestEntityTooLarge(MAX_LOGIN_BODY, length)
+        try:
+            body = await request.content.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise web.HTTPBadRequest(text="the form ended early\n") from None
         token = parse_qs(body.decode(errors="replace")).get("token", [""])[0].strip()
-        identity = access().by_token(token) if len(body) <= MAX_LOGIN_BODY else None
+        identity = access().by_token(token)
         if identity is None:
             return _page("Unknown token.", status=401)
         response = web.HTTPSeeOther("/", headers=_NO_STORE)

@@ -73,8 +73,8 @@ class ServerSettings(_Settings):
     )
     tokens: list[ServerToken] = Field(
         default_factory=list,
-        description="Bearer tokens and their roles. None: every request may do everything "
-        "(for local use; a warning is logged when listening beyond loopback).",
+        description="Bearer tokens and their roles. Empty (the default): every request may do "
+        "everything (for local use; a warning is logged when listening beyond loopback).",
     )
     anonymous_roles: list[Role] | None = Field(
         None,

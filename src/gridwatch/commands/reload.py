@@ -16,7 +16,7 @@ from gridwatch.errors import GridwatchError
 
 
 @click.command(
-    short_help="re-read the pipeline file of a running gridwatch (SIGHUP, or --url)",
+    short_help="apply a changed pipeline file to a running gridwatch (SIGHUP, or --url)",
     epilog=examples(
         "gridwatch reload pipeline.yaml --data-dir /var/lib/gridwatch",
         "gridwatch reload",
@@ -41,11 +41,12 @@ from gridwatch.errors import GridwatchError
 def reload(file: Path | None, data_dir: Path, url: str | None) -> int:
     """Make the gridwatch running with --data-dir (or at --url) re-read its pipeline file.
 
-    It applies the changes: added components and tasks start, removed ones stop, changed
-    ones restart (running batch runs finish), changed server tokens apply at once. With FILE,
-    the file is validated here first and nothing is asked when it has mistakes. Without
-    --url, SIGHUP is sent and the outcome is in the running gridwatch's log; with --url, the
-    outcome is printed and the exit status is 1 when the server refused the file.
+    It applies the changes: added sources, transforms, sinks, jobs and tasks start, removed
+    ones stop, changed ones restart, the others keep running (running batch runs finish);
+    changed server tokens apply at once. A file with mistakes changes nothing. With FILE, the
+    file is validated here first and nothing is asked when it has mistakes. Without --url,
+    SIGHUP is sent and the outcome is in the running gridwatch's log; with --url, the outcome
+    is printed and the exit status is 1 when the server refused the file.
     """
     from gridwatch.config import load_pipeline
     from gridwatch.config.problems import ConfigProblems

@@ -14,6 +14,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -177,18 +178,19 @@ class Runtime:
         """Build and start components: transforms first (sources publish through them)."""
         for spec in sorted(specs, key=lambda s: s.kind != "transform"):
             self.metrics.declare(spec.id, spec.kind)
-            supervised = Supervised(spec, self.context, self.publisher, self.pipeline.bus)
+            supervised = Supervised(spec, self.context, self.publisher)
             self.supervised[spec.id] = supervised
             await supervised.start()
         self._rewire()
 
     async def _stop_components(self, ids: list[str], drain_s: float) -> None:
-        """Stop sources first, then sinks and jobs (draining up to ``drain_s``), then
-        transforms; whatever has not stopped by then is cancelled."""
+        """Stop sources first, then sinks and jobs (draining for what is left of ``drain_s``),
+        then transforms; whatever is still running shortly after that is cancelled."""
+        deadline = time.monotonic() + drain_s
         order = {"source": 0, "sink": 1, "job": 1, "transform": 2}
         for rank in (0, 1, 2):
             group = [self.supervised[c] for c in ids if order[self.supervised[c].spec.kind] == rank]
-            await asyncio.gather(*(s.stop(drain_s) for s in group))
+            await asyncio.gather(*(s.stop(deadline) for s in group))
         for cid in ids:
             del self.supervised[cid]
         self._rewire()

@@ -30,6 +30,7 @@ from gridwatch.config.limits import MAX_FILE_BYTES
 from gridwatch.config.problems import ConfigProblems, Path, Problem, listing, shorten
 from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.config.secrets import resolve
+from gridwatch.config.server import ServerSettings
 from gridwatch.config.yamlfile import LocatedYaml, load_yaml
 from gridwatch.record import TimePolicy
 
@@ -77,14 +78,6 @@ class RecordSettings(_Settings):
     def policy(self) -> TimePolicy:
         """As the decoder's policy."""
         return TimePolicy(self.max_future_s, self.max_past_s)
-
-
-class ServerSettings(_Settings):
-    """The HTTP server (API, ingestion, metrics and dashboard)."""
-
-    listen: str | None = Field(
-        None, description="HOST:PORT to listen on; the command line's --listen wins."
-    )
 
 
 class _TopLevel(_Settings):
@@ -204,7 +197,7 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
         components,
         top.bus,
         top.records,
-        top.server,
+        top.server.anchored(base_dir),
         top.schedule,
         doc,
         dashboard=top.dashboard,

@@ -77,29 +77,19 @@ def latest_bins(path: Path) -> dict[str, dict[str, Any]]:
     return {rid: {k: v for k, v in d.items() if k != "revision"} for rid, d in best.items()}
 
 
-def batch(pipeline: Path, job: str, source: Path, span: tuple[int, int], out: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gridwatch",
-            "batch",
-            job,
-            "--pipeline",
-            str(pipeline),
-            "--from",
-            str(span[0]),
-            "--to",
-            str(span[1]),
-            "--input",
-            str(source),
-            "--output",
-            str(out),
-        ],
+def batch(
+    pipeline: Path, job: str, source: Path | list[str], span: tuple[int, int], out: Path
+) -> subprocess.CompletedProcess[str]:
+    """``gridwatch batch`` over a file (``--input``) or other source arguments."""
+    where = ["--input", str(source)] if isinstance(source, Path) else source
+    return subprocess.run(
+        [sys.executable, "-m", "gridwatch", "batch", job, "--pipeline", str(pipeline),
+         "--from", str(span[0]), "--to", str(span[1]), *where, "--output", str(out)],
         check=True,
         env={"PYTHONPATH": str(SRC)},
         capture_output=True,
-    )
+        text=True,
+    )  # fmt: skip
 
 
 def test_shuffled_stream_with_sigkills_equals_batch(
@@ -190,32 +180,8 @@ def test_batch_over_a_shared_archive_reads_only_the_jobs_input_datasets(
     span = (T0 - DAY, T0 + DAY)
     from_files, from_archive = tmp_path / "files.jsonl", tmp_path / "archive.jsonl"
     batch(pipeline, "stats_10m", source, span, from_files)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gridwatch",
-            "batch",
-            "stats_10m",
-            "--pipeline",
-            str(pipeline),
-            "--from",
-            str(span[0]),
-            "--to",
-            str(span[1]),
-            "--archive",
-            str(tmp_path / "archive"),
-            "--data-dir",
-            str(data_dir),
-            "--output",
-            str(from_archive),
-        ],
-        env={"PYTHONPATH": str(SRC)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    archive = ["--archive", str(tmp_path / "archive"), "--data-dir", str(data_dir)]
+    result = batch(pipeline, "stats_10m", archive, span, from_archive)
     assert "600 records read" in result.stderr
     expected = latest_bins(from_files)
     assert len(expected) > 50

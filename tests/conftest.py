@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,13 +19,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 GRIDWATCH_EXE = Path(sys.executable).with_name("gridwatch")  # the venv's console script
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``gridwatch ARGS`` as a user runs it, from this checkout's sources."""
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``gridwatch ARGS`` as a user runs it, from this checkout's sources (``env``: extra
+    environment variables)."""
     return subprocess.run(
         [sys.executable, "-m", "gridwatch", *args],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(SRC)),
+        env=dict(os.environ, PYTHONPATH=str(SRC), **(env or {})),
         cwd=cwd,
         timeout=60,
         check=False,
@@ -52,12 +56,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float = 20.0) -> None:
-    """Wait until ``url`` answers (any status), or fail the test."""
+def wait_http(url: str, timeout_s: float = 20.0, cafile: Path | None = None) -> None:
+    """Wait until ``url`` answers (any status), or fail the test; an https ``url`` is
+    verified against the CA in ``cafile``."""
+    context = ssl.create_default_context(cafile=cafile) if cafile is not None else None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310
+            with urllib.request.urlopen(url, timeout=1, context=context):  # noqa: S310
                 return
         except urllib.error.HTTPError:
             return
@@ -67,18 +73,30 @@ def wait_http(url: str, timeout_s: float = 20.0) -> None:
 
 
 class GridwatchProcess:
-    """``gridwatch run FILE`` as a real child process, with its log kept in a file."""
+    """``gridwatch run FILE`` as a real child process, with its log kept in a file.
 
-    def __init__(self, pipeline: Path, data_dir: Path, port: int | None = None) -> None:
+    With ``cafile`` the pipeline serves HTTPS (its ``server.tls``) with a certificate that
+    this CA signed: :attr:`url` is https and the start waits for ``/health`` over TLS.
+    """
+
+    def __init__(
+        self,
+        pipeline: Path,
+        data_dir: Path,
+        port: int | None = None,
+        cafile: Path | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.cafile = cafile
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.cafile is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> GridwatchProcess:
         env = dict(os.environ, PYTHONPATH=str(SRC))
@@ -101,7 +119,7 @@ class GridwatchProcess:
         )
         log.close()
         if wait:
-            wait_http(self.url + "/health")
+            wait_http(self.url + "/health", cafile=self.cafile)
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> int:

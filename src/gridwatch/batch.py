@@ -9,13 +9,16 @@ results replaces them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from gridwatch.archive.layout import ArchiveFilter
+from gridwatch.archive.layout import archive_files as partition_files
+from gridwatch.archive.tables import DAY_MS
 from gridwatch.errors import ConfigurationError
 from gridwatch.record import decode_lines, decode_one
 from gridwatch.windowing.cells import chunked_partials
@@ -38,17 +41,20 @@ def input_files(paths: Sequence[Path]) -> list[str]:
     return found
 
 
-def archive_files(root: Path, from_ms: int, to_ms: int, margin_days: int = 1) -> list[str]:
-    """The archive's Parquet files in the day folders of ``[from - margin, to + margin]``."""
-    first = _day(from_ms) - timedelta(days=margin_days)
-    last = _day(to_ms) + timedelta(days=margin_days)
+def archive_files(
+    root: Path,
+    datasets: Sequence[tuple[str, str, str]],
+    from_ms: int,
+    to_ms: int,
+    margin_days: int = 1,
+) -> list[str]:
+    """The Parquet files of the datasets ``(producer, type_prefix, type)`` in the day folders
+    of ``[from - margin, to + margin]``."""
+    margin_ms = margin_days * DAY_MS
     files: list[str] = []
-    for dataset in sorted(p for p in root.glob("*/*/*") if p.is_dir()):
-        day = first
-        while day <= last:
-            folder = dataset / f"{day:%Y}" / f"{day:%m}" / f"{day:%d}"
-            files += sorted(str(p) for p in folder.glob("*.parquet"))
-            day += timedelta(days=1)
+    for producer, type_prefix, type_ in datasets:
+        where = ArchiveFilter(producer, type_prefix, type_, from_ms - margin_ms, to_ms + margin_ms)
+        files += [str(path) for path, _ in partition_files(root, where)]
     return files
 
 

@@ -40,14 +40,15 @@ def test_validate_accepts_the_examples(tmp_path: Path, monkeypatch: pytest.Monke
     shutil.copytree(ROOT / "examples", examples)
     for example in sorted(examples.glob("*.yaml")):
         text = example.read_text()
-        # The examples take their secrets from files and variables that a deployment provides.
+        # The examples take their secrets from files and variables that a deployment provides
+        # (each its own, long enough for a server token).
         for name in re.findall(r"\$\{env:([^}]+)\}", text):
-            monkeypatch.setenv(name, "example-secret")
+            monkeypatch.setenv(name, f"example-secret-of-{name}")
         for name in re.findall(r"\$\{file:([^}]+)\}", text):
             secret = examples / name
             if not secret.exists():
                 secret.parent.mkdir(parents=True, exist_ok=True)
-                secret.write_text("example-secret\n")
+                secret.write_text(f"example-secret-of-{name}\n")
         result = gridwatch("validate", str(example), cwd=ROOT)
         assert result.returncode == 0, result.stderr
         assert "valid" in result.stdout

@@ -77,29 +77,19 @@ def latest_bins(path: Path) -> dict[str, dict[str, Any]]:
     return {rid: {k: v for k, v in d.items() if k != "revision"} for rid, d in best.items()}
 
 
-def batch(pipeline: Path, job: str, source: Path, span: tuple[int, int], out: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gridwatch",
-            "batch",
-            job,
-            "--pipeline",
-            str(pipeline),
-            "--from",
-            str(span[0]),
-            "--to",
-            str(span[1]),
-            "--input",
-            str(source),
-            "--output",
-            str(out),
-        ],
+def batch(
+    pipeline: Path, job: str, source: Path | list[str], span: tuple[int, int], out: Path
+) -> subprocess.CompletedProcess[str]:
+    """``gridwatch batch`` over a file (``--input``) or other source arguments."""
+    where = ["--input", str(source)] if isinstance(source, Path) else source
+    return subprocess.run(
+        [sys.executable, "-m", "gridwatch", "batch", job, "--pipeline", str(pipeline),
+         "--from", str(span[0]), "--to", str(span[1]), *where, "--output", str(out)],
         check=True,
         env={"PYTHONPATH": str(SRC)},
         capture_output=True,
-    )
+        text=True,
+    )  # fmt: skip
 
 
 def test_shuffled_stream_with_sigkills_equals_batch(
@@ -152,3 +142,48 @@ def test_shuffled_stream_with_sigkills_equals_batch(
     expected_daily = latest_bins(tmp_path / "b1d.jsonl")
     assert len(expected_daily) > 20
     assert daily == expected_daily
+
+
+def test_batch_over_a_shared_archive_reads_only_the_jobs_input_datasets(
+    tmp_path: Path, gridwatch_process: type[GridwatchProcess]
+) -> None:
+    """The README's archive holds sources, job outputs and dead letters under one root:
+    ``--archive`` reads the datasets of the job's inputs only, and each record once."""
+    pipeline = pipeline_file(tmp_path)
+    doc = yaml.safe_load(pipeline.read_text())
+    doc["sinks"]["archive"] = {
+        "type": "parquet_archive",
+        "inputs": ["transfers", "stats_10m", "stats_1d", "_deadletter"],
+        "root": str(tmp_path / "archive"),
+        "commit_interval_s": 0.2,
+    }
+    pipeline.write_text(yaml.safe_dump(doc, sort_keys=False))
+    records = transfers(600, seed=3)
+    data_dir = tmp_path / "data"
+    bus = SqliteBus(data_dir / "bus.db")
+    bus.append([(TOPIC, "transfers", [encode(r) for r in records])])
+    bus.append([("gridwatch_raw_deadletter", "_deadletter", [b'{"broken": true}'])])
+    proc = gridwatch_process(pipeline, data_dir).start()
+    deadline = time.monotonic() + 90
+    while not caught_up(bus):
+        assert time.monotonic() < deadline, proc.log()[-3000:]
+        time.sleep(0.3)
+    assert proc.stop() == 0
+    datasets = {
+        p.relative_to(tmp_path / "archive").parts[:3]
+        for p in (tmp_path / "archive").rglob("*.parquet")
+    }
+    assert ("xrootd", "agg", "transfer_stats_10m") in datasets  # the outputs share the root
+
+    source = tmp_path / "records.jsonl"
+    write_ndjson(source, records + records[:100])  # a file written twice in part
+    span = (T0 - DAY, T0 + DAY)
+    from_files, from_archive = tmp_path / "files.jsonl", tmp_path / "archive.jsonl"
+    batch(pipeline, "stats_10m", source, span, from_files)
+    archive = ["--archive", str(tmp_path / "archive"), "--data-dir", str(data_dir)]
+    result = batch(pipeline, "stats_10m", archive, span, from_archive)
+    assert "600 records read" in result.stderr
+    expected = latest_bins(from_files)
+    assert len(expected) > 50
+    assert latest_bins(from_archive) == expected
+    assert sum(b["ended"] for b in expected.values()) == 600  # the repeated lines count once

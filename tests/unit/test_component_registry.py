@@ -53,6 +53,8 @@ def test_the_example_is_a_valid_pipeline_using_the_component(
         monkeypatch.setenv(variable, "example-value")
     pipeline = load_pipeline(example)
     assert any(s.cls.type_name == name and s.kind == kind for s in pipeline.components.values())
+    readme = (folder_of(kind, name) / "README.md").read_text()  # type: ignore[arg-type]
+    assert example.read_text().strip() in readme, "the README shows the example as it is"
 
 
 @pytest.mark.parametrize(("kind", "name"), ALL, ids=[f"{k}:{n}" for k, n in ALL])

@@ -5,15 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from gridwatch.commands.options import PATH, examples
 from gridwatch.config import load_pipeline
 from gridwatch.config.pipeline import ComponentSpec
-from gridwatch.errors import ConfigurationError
-from gridwatch.record import Record, RecordError, encode, to_epoch_ms
+from gridwatch.errors import ConfigurationError, GridwatchError
+from gridwatch.record import Record, RecordError, encode, split_topic, to_epoch_ms
 
 
 class _Unlisted(click.Argument):
@@ -55,6 +54,20 @@ class _Unlisted(click.Argument):
     help="root of the Parquet archive ({root}/{producer}/{type_prefix}/{type}/YYYY/MM/DD)",
 )
 @click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="PRODUCER/PREFIX/TYPE",
+    help="with --archive: a dataset to read (repeatable; default: the datasets that the job's "
+    "inputs wrote, as the bus in --data-dir knows them)",
+)
+@click.option(
+    "--data-dir",
+    type=PATH,
+    default=Path("gridwatch-data"),
+    help="with --archive: the pipeline's data dir, whose bus tells the job's input datasets",
+)
+@click.option(
     "--json-column",
     default=None,
     help="the Parquet column holding the envelope JSON (default: envelope)",
@@ -69,6 +82,8 @@ def batch(
     to: str,
     inputs: tuple[Path, ...],
     archive: Path | None,
+    datasets: tuple[str, ...],
+    data_dir: Path,
     json_column: str | None,
     output: Path | None,
 ) -> int:
@@ -84,7 +99,10 @@ def batch(
     paths = _input_paths(inputs, more_inputs, archive)
     spec = _job_spec(pipeline, job)
     from_ms, to_ms = _window(from_, to)
-    files = _files(spec.config, paths, archive, from_ms, to_ms)
+    if archive is not None:
+        files = _archive_files(spec, archive, datasets, data_dir, (from_ms, to_ms))
+    else:
+        files = _input_files(paths)
     started = time.monotonic()
     result = run_batch(spec.config, files, from_ms, to_ms, json_column)
     _write(result.records, output)
@@ -130,16 +148,56 @@ def _window(from_: str, to: str) -> tuple[int, int]:
     return from_ms, to_ms
 
 
-def _files(
-    config: Any, inputs: list[Path], archive: Path | None, from_ms: int, to_ms: int
+def _archive_files(
+    spec: ComponentSpec,
+    archive: Path,
+    datasets: tuple[str, ...],
+    data_dir: Path,
+    window: tuple[int, int],
 ) -> list[str]:
-    from gridwatch.batch import archive_files, input_files
+    """The archive's files of the job's input datasets only (not its own outputs, other jobs'
+    or dead letters, which share the archive)."""
+    from gridwatch.batch import archive_files
 
-    if archive is not None:
-        span_days = int(getattr(config, "max_span_s", 86400) // 86400) + 1
-        files = archive_files(archive, from_ms, to_ms, span_days)
-    else:
-        files = input_files(inputs)
+    chosen = [_dataset(d) for d in datasets] or _input_datasets(spec, data_dir)
+    span_days = int(getattr(spec.config, "max_span_s", 86400) // 86400) + 1
+    files = archive_files(archive, chosen, window[0], window[1], span_days)
+    if not files:
+        named = ", ".join("/".join(d) for d in chosen)
+        raise ConfigurationError(f"no archive files of {named} in {archive} for that time")
+    return files
+
+
+def _dataset(text: str) -> tuple[str, str, str]:
+    parts = text.strip("/").split("/")
+    if len(parts) != 3:
+        raise click.BadParameter(f"{text!r} is not PRODUCER/PREFIX/TYPE", param_hint="--dataset")
+    return parts[0], parts[1], parts[2]
+
+
+def _input_datasets(spec: ComponentSpec, data_dir: Path) -> list[tuple[str, str, str]]:
+    """The datasets the job's inputs wrote, from the pipeline's bus."""
+    from gridwatch.bus import existing_bus
+
+    try:
+        bus = existing_bus(data_dir)
+    except GridwatchError as exc:
+        raise ConfigurationError(
+            f"{exc}: name the job's input datasets with --dataset PRODUCER/PREFIX/TYPE, or "
+            "point --data-dir at the pipeline's data dir"
+        ) from None
+    topics = [t for t in bus.topics_from(spec.inputs) if spec.config.wants(t)]
+    bus.close()
+    found = [parts for parts in map(split_topic, topics) if parts is not None]
+    if not found:
+        raise ConfigurationError(f"the bus in {data_dir} has no records of {spec.id}'s inputs")
+    return found
+
+
+def _input_files(paths: list[Path]) -> list[str]:
+    from gridwatch.batch import input_files
+
+    files = input_files(paths)
     if not files:
         raise ConfigurationError("no input files found")
     return files

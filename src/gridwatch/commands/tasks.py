@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
 
+from gridwatch.commands.client import CAFILE, TOKEN, call_api
 from gridwatch.commands.options import SharedOption, examples
 from gridwatch.errors import GridwatchError
 
@@ -28,27 +27,26 @@ JSON = SharedOption("--json", default=False, is_flag=True, help="print the API's
         "gridwatch tasks list --url http://127.0.0.1:8080",
         "gridwatch tasks runs eventindex --limit 5",
         "gridwatch tasks --url http://monitor:8080 logs eventindex",
+        "GRIDWATCH_TOKEN=... gridwatch tasks --url https://monitor:8443 --cafile ca.pem list",
     ),
 )
 @URL
 @JSON
+@TOKEN
+@CAFILE
 def tasks() -> None:
     """Ask a running gridwatch (its API at --url) about its scheduled tasks.
 
-    --url and --json may be given before or after the action.
+    --url, --json, --token and --cafile may be given before or after the action. Listing
+    needs a token with the read role, `run` one with the admin role (when the server has
+    tokens).
     """
 
 
-def _call(url: str, method: str = "GET") -> Any:
-    request = urllib.request.Request(url, method=method)  # noqa: S310 - the user's own URL
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace").strip()
-        raise GridwatchError(f"{method} {url}: {exc.code} {body}") from None
-    except OSError as exc:
-        raise GridwatchError(f"cannot reach gridwatch at {url}: {exc}") from None
+def _call(path: str, method: str = "GET") -> Any:
+    """The JSON answer of ``METHOD --url + path``, with --token and --cafile."""
+    url = URL.value().rstrip("/") + path
+    return call_api(url, method, TOKEN.value(), CAFILE.value())[1]
 
 
 def _print_json(value: Any) -> None:
@@ -65,9 +63,11 @@ def _print_json(value: Any) -> None:
 )
 @URL
 @JSON
+@TOKEN
+@CAFILE
 def list_tasks() -> int:
     """Print the tasks and services with their state, last run and next run."""
-    answer = _call(f"{URL.value()}/api/v1/tasks")
+    answer = _call("/api/v1/tasks")
     if JSON.value():
         _print_json(answer)
         return 0
@@ -93,9 +93,11 @@ def list_tasks() -> int:
 @click.option("--limit", type=int, default=20, help="how many runs (default 20)")
 @URL
 @JSON
+@TOKEN
+@CAFILE
 def runs(task: str, limit: int) -> int:
     """Print the latest runs of TASK, newest first."""
-    answer = _call(f"{URL.value()}/api/v1/tasks/{task}/runs?limit={limit}")
+    answer = _call(f"/api/v1/tasks/{task}/runs?limit={limit}")
     if JSON.value():
         _print_json(answer)
         return 0
@@ -121,15 +123,16 @@ def runs(task: str, limit: int) -> int:
 @click.option("--run", "run_id", type=int, default=None, help="a run id instead of the last")
 @URL
 @JSON
+@TOKEN
+@CAFILE
 def logs(task: str, run_id: int | None) -> int:
     """Print the captured output of TASK's last run (or of run --run)."""
-    url = URL.value()
     if run_id is None:
-        latest = _call(f"{url}/api/v1/tasks/{task}/runs?limit=1")["runs"]
+        latest = _call(f"/api/v1/tasks/{task}/runs?limit=1")["runs"]
         if not latest:
             raise GridwatchError(f"task {task!r} has no runs yet")
         run_id = latest[0]["id"]
-    run = _call(f"{url}/api/v1/runs/{run_id}")
+    run = _call(f"/api/v1/runs/{run_id}")
     if JSON.value():
         _print_json(run)
         return 0
@@ -147,9 +150,11 @@ def logs(task: str, run_id: int | None) -> int:
 @click.argument("task")
 @URL
 @JSON
+@TOKEN
+@CAFILE
 def run_task(task: str) -> int:
     """Start TASK now, outside its schedule (or restart it, when it is a service)."""
-    answer = _call(f"{URL.value()}/api/v1/tasks/{task}/run", method="POST")
+    answer = _call(f"/api/v1/tasks/{task}/run", method="POST")
     print(f"{task}: {answer['result']}")
     return 0
 

@@ -24,9 +24,13 @@ from gridwatch.components import (
 )
 from gridwatch.components.registry import component_types
 from gridwatch.config.dashboard import DashboardSettings
-from gridwatch.config.problems import ConfigProblems, Path, Problem
+from gridwatch.config.files import FileTooLarge, read_limited, size_text
+from gridwatch.config.graph import closing_edges
+from gridwatch.config.limits import MAX_FILE_BYTES
+from gridwatch.config.problems import ConfigProblems, Path, Problem, listing, shorten
 from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.config.secrets import resolve
+from gridwatch.config.server import ServerSettings
 from gridwatch.config.yamlfile import LocatedYaml, load_yaml
 from gridwatch.record import TimePolicy
 
@@ -74,14 +78,6 @@ class RecordSettings(_Settings):
     def policy(self) -> TimePolicy:
         """As the decoder's policy."""
         return TimePolicy(self.max_future_s, self.max_past_s)
-
-
-class ServerSettings(_Settings):
-    """The HTTP server (API, ingestion, metrics and dashboard)."""
-
-    listen: str | None = Field(
-        None, description="HOST:PORT to listen on; the command line's --listen wins."
-    )
 
 
 class _TopLevel(_Settings):
@@ -136,15 +132,32 @@ class Pipeline:
 
 
 def load_pipeline(path: FilePath | str) -> Pipeline:
-    """Load and validate a pipeline file; raise :class:`ConfigProblems` listing every problem."""
+    """Load and validate a pipeline file; raise :class:`ConfigProblems` listing every problem.
+
+    At most :data:`MAX_FILE_BYTES` are read, so a device or a pipe that never ends is fine.
+    """
     file_path = FilePath(path)
     try:
-        text = file_path.read_text()
+        data = read_limited(file_path, MAX_FILE_BYTES)
+    except FileTooLarge:
+        message = f"the file is larger than {size_text(MAX_FILE_BYTES)}"
+        raise ConfigProblems(str(file_path), [Problem((), message)]) from None
     except OSError as exc:
         raise ConfigProblems(
             str(file_path), [Problem((), f"cannot read: {exc.strerror}")]
         ) from None
-    return parse_pipeline(text, str(file_path), file_path.parent)
+    return parse_pipeline_bytes(data, str(file_path), file_path.parent)
+
+
+def parse_pipeline_bytes(data: bytes, filename: str, base_dir: FilePath) -> Pipeline:
+    """Validate the pipeline file's content as read from disk: UTF-8 text, then YAML."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start}"
+        raise ConfigProblems(filename, [Problem((), message, line)]) from None
+    return parse_pipeline(text, filename, base_dir)
 
 
 def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
@@ -184,7 +197,7 @@ def parse_pipeline(text: str, filename: str, base_dir: FilePath) -> Pipeline:
         components,
         top.bus,
         top.records,
-        top.server,
+        top.server.anchored(base_dir),
         top.schedule,
         doc,
         dashboard=top.dashboard,
@@ -233,10 +246,10 @@ def _component(
         return None
     type_name = raw.get("type")
     known = registry[kind]
-    if type_name not in known:
-        choices = ", ".join(sorted(known)) or "none"
-        what = "missing 'type'" if type_name is None else f"unknown {kind} type {type_name!r}"
-        problems.append(Problem((*path, "type"), f"{what} (known: {choices})"))
+    if not isinstance(type_name, str) or type_name not in known:
+        shown = shorten(str(type_name))
+        what = "missing 'type'" if type_name is None else f"unknown {kind} type {shown!r}"
+        problems.append(Problem((*path, "type"), f"{what} (known: {listing(known)})"))
         return None
     cls = known[type_name]
     config = _validate_model(cls.Config, raw, path, problems)
@@ -273,6 +286,7 @@ def _graph_problems(
 ) -> list[Problem]:
     """Input mistakes; ``collectors`` are scheduled tasks that sinks and jobs may consume."""
     problems: list[Problem] = []
+    known = listing(components)
     allowed: dict[Kind, set[Kind]] = {
         "source": set(),
         "transform": {"source", "transform"},
@@ -288,8 +302,7 @@ def _graph_problems(
                 continue
             target = components.get(name)
             if target is None:
-                known = ", ".join(sorted(components)) or "none"
-                problems.append(Problem(path, f"unknown input {name!r} (known: {known})"))
+                problems.append(Problem(path, f"unknown input {shorten(name)!r} (known: {known})"))
             elif target.kind not in allowed[spec.kind]:
                 problems.append(
                     Problem(path, f"a {spec.kind} cannot take input from a {target.kind}")
@@ -306,32 +319,11 @@ def _graph_problems(
 
 
 def _cycles(components: dict[str, ComponentSpec]) -> list[Problem]:
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    problems: list[Problem] = []
-
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = 1
-        for upstream in components[node].inputs:
-            if upstream not in components:
-                continue
-            if state.get(upstream) == 1:
-                cycle = (
-                    [*trail[trail.index(upstream) :], upstream]
-                    if upstream in trail
-                    else [node, upstream]
-                )
-                spec = components[node]
-                problems.append(
-                    Problem((SECTIONS[spec.kind], node, "inputs"), "cycle: " + " <- ".join(cycle))
-                )
-            elif upstream not in state:
-                visit(upstream, [*trail, upstream])
-        state[node] = 2
-
-    for node in components:
-        if node not in state:
-            visit(node, [node])
-    return problems
+    upstream = {component_id: spec.inputs for component_id, spec in components.items()}
+    return [
+        Problem((SECTIONS[components[node].kind], node, "inputs"), f"cycle: {cycle}")
+        for node, _, cycle in closing_edges(upstream, " <- ")
+    ]
 
 
 def pipeline_schema() -> dict[str, Any]:

@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gridwatch.config.limits import MAX_LISTED, MAX_REPORTED, MAX_SHOWN_CHARS
 from gridwatch.errors import ConfigurationError
 
 Path = tuple[str | int, ...]
+
+
+def shorten(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
+    """``text``, cut to ``limit`` characters with an ellipsis: for quoting the file in messages."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def listing(names: Iterable[str]) -> str:
+    """Sorted names for a message, ``a, b, c``; past :data:`MAX_LISTED` the count follows."""
+    ordered = sorted(names)
+    if not ordered:
+        return "none"
+    if len(ordered) <= MAX_LISTED:
+        return ", ".join(ordered)
+    return ", ".join(ordered[:MAX_LISTED]) + f", ... ({len(ordered)} in all)"
 
 
 def format_path(path: Path) -> str:
     """``("sinks", "out", "inputs", 0)`` as ``sinks.out.inputs[0]``."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{shorten(part)}" if text else shorten(part)
     return text or "(top level)"
 
 
@@ -33,13 +52,16 @@ class Problem:
 
 
 class ConfigProblems(ConfigurationError):
-    """Every problem found in a pipeline file."""
+    """Every problem found in a pipeline file; the message shows the first ones by line."""
 
     def __init__(self, filename: str, problems: Sequence[Problem]) -> None:
         self.filename = filename
-        self.problems = sorted(problems, key=lambda p: (p.line or 0, format_path(p.path)))
+        # By line, then in the order found (a stable sort): cheap however long the paths are.
+        self.problems = sorted(problems, key=lambda p: p.line or 0)
         count = len(self.problems)
-        lines = [p.render(filename) for p in self.problems]
+        lines = [p.render(filename) for p in self.problems[:MAX_REPORTED]]
+        if count > MAX_REPORTED:
+            lines.append(f"... and {count - MAX_REPORTED} more problems")
         super().__init__(
             f"{count} problem{'s' if count != 1 else ''} in {filename}:\n" + "\n".join(lines)
         )

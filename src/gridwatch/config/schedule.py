@@ -15,6 +15,8 @@ from pydantic import (
     model_validator,
 )
 
+from gridwatch.config.graph import closing_edges
+from gridwatch.config.problems import listing, shorten
 from gridwatch.config.secrets import Secret
 from gridwatch.timespec import ScheduleError, parse_schedule
 
@@ -287,18 +289,16 @@ class ScheduleSettings(_Model):
         problems: list[tuple[tuple[str, ...], str]] = []
         for both in sorted(set(self.tasks) & set(self.services)):
             problems.append((("services", both), "a task has the same id"))
+        known = listing(self.tasks)
         for task_id, task in self.tasks.items():
             for parent in task.parents:
                 if parent not in self.tasks:
-                    known = ", ".join(sorted(self.tasks))
-                    problems.append(
-                        (("tasks", task_id, "parents"), f"unknown task {parent!r} (known: {known})")
-                    )
+                    message = f"unknown task {shorten(parent)!r} (known: {known})"
+                    problems.append((("tasks", task_id, "parents"), message))
         cycle = _parent_cycle(self.tasks)
         if cycle:
-            problems.append(
-                (("tasks", cycle[0], "parents"), "dependency cycle: " + " -> ".join(cycle))
-            )
+            first, text = cycle
+            problems.append((("tasks", first, "parents"), f"dependency cycle: {text}"))
         return problems
 
     def collector_ids(self) -> set[str]:
@@ -306,24 +306,9 @@ class ScheduleSettings(_Model):
         return {tid for tid, task in self.tasks.items() if task.collector is not None}
 
 
-def _parent_cycle(tasks: dict[str, TaskConfig]) -> list[str]:
-    state: dict[str, int] = {}
-
-    def visit(node: str, trail: list[str]) -> list[str]:
-        state[node] = 1
-        for parent in (p for p in tasks[node].parents if p in tasks):
-            if state.get(parent) == 1:
-                return [*trail[trail.index(parent) :], parent]
-            if parent not in state:
-                found = visit(parent, [*trail, parent])
-                if found:
-                    return found
-        state[node] = 2
-        return []
-
-    for node in tasks:
-        if node not in state:
-            found = visit(node, [node])
-            if found:
-                return found
-    return []
+def _parent_cycle(tasks: dict[str, TaskConfig]) -> tuple[str, str] | None:
+    """The first dependency cycle: the task it closes on, and the cycle as text."""
+    upstream = {task_id: task.parents for task_id, task in tasks.items()}
+    for _, first, cycle in closing_edges(upstream, " -> "):
+        return first, cycle
+    return None

@@ -42,10 +42,11 @@ CHECKPOINT_SPACING = 10.0
 
 @dataclass
 class Stopping:
-    """When the loop ends: ``stop`` is set, then it drains until caught up or ``deadline``."""
+    """When the loop ends: once ``stop`` is set, it drains until caught up or until
+    ``deadline`` (a ``time.monotonic()`` value; without one, ``drain_s`` after the stop)."""
 
     stop: asyncio.Event
-    drain_s: float
+    drain_s: float = 0.0
     deadline: float | None = None
     urgent: bool = False
 

@@ -14,10 +14,13 @@ import contextlib
 import gc
 import logging
 import signal
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gridwatch.api.app import build_app
+from gridwatch.api.running import ReloadOutcome
 from gridwatch.api.server import Server
 from gridwatch.bus import open_bus
 from gridwatch.components import Component, Context, Transform
@@ -56,6 +59,7 @@ class Runtime:
         self.supervised: dict[str, Supervised] = {}
         self.server = Server(build_app(self, self.metrics))
         self._stop = asyncio.Event()
+        self._reloading = asyncio.Lock()
         self._stopping_twice = False
 
     # -- what the API reads --------------------------------------------------------------
@@ -113,7 +117,7 @@ class Runtime:
         self.metrics.gauge(
             "bus_lag_records", "Records not yet committed per consumer group.", "group", self.lags
         )
-        await self.server.start(self.listen)
+        await self.server.start(self.listen, self.pipeline.server)
         await self._start(list(self.pipeline.components.values()))
         # Modules, configuration and components live as long as the process: keep the cyclic
         # collector from walking them again and again while batches come and go.
@@ -121,9 +125,10 @@ class Runtime:
         retention = asyncio.create_task(self._retention())
         scheduler = asyncio.create_task(self.scheduler.run(self._stop))
         log.info(
-            "pipeline %s running: %d components, listening on %s",
+            "pipeline %s running: %d components, listening on %s://%s",
             self.pipeline.filename,
             len(self.supervised),
+            "http" if self.pipeline.server.tls is None else "https",
             self.listen,
         )
         try:
@@ -138,45 +143,54 @@ class Runtime:
             gc.unfreeze()
             log.info("pipeline stopped")
 
-    async def reload(self) -> bool:
+    async def reload(self) -> ReloadOutcome:
         """Apply the pipeline file as it is now: start added components, stop removed ones,
-        restart changed ones, leave the others running. A file with problems changes nothing."""
-        if self.pipeline.filename is None:
-            return False
-        try:
-            new = await asyncio.to_thread(load_pipeline, self.pipeline.filename)
-        except ConfigProblems as exc:
-            log.error("reload refused, the running pipeline stays:\n%s", exc)
-            return False
-        old = self.pipeline.components
-        changed = {
-            cid
-            for cid in old.keys() | new.components.keys()
-            if cid not in old or cid not in new.components or old[cid] != new.components[cid]
-        }
-        await self._stop_components([c for c in changed if c in self.supervised], 0.0)
-        self.pipeline = new
-        await self._start([new.components[c] for c in sorted(changed) if c in new.components])
-        self.scheduler.request_reload(new.schedule)
-        log.info("reload applied: %s", ", ".join(sorted(changed)) or "no component changes")
-        return True
+        restart changed ones, leave the others running, apply the schedule's and the server
+        tokens' changes. A file with problems changes nothing."""
+        async with self._reloading:
+            try:
+                new = await asyncio.to_thread(load_pipeline, self.pipeline.filename)
+            except ConfigProblems as exc:
+                log.error("reload refused, the running pipeline stays:\n%s", exc)
+                return ReloadOutcome(False, problems=[p.render(exc.filename) for p in exc.problems])
+            old = self.pipeline
+            changed = sorted(_diff(old.components, new.components))
+            await self._stop_components([c for c in changed if c in self.supervised], 0.0)
+            self.pipeline = new
+            await self._start([new.components[c] for c in changed if c in new.components])
+            self.scheduler.request_reload(new.schedule)
+            log.info("reload applied: %s", ", ".join(changed) or "no component changes")
+            outcome = ReloadOutcome(
+                True,
+                components=changed,
+                schedule=sorted(
+                    _diff(old.schedule.tasks, new.schedule.tasks)
+                    | _diff(old.schedule.services, new.schedule.services)
+                ),
+                restart_needed=old.server.restart_needed(new.server)
+                + (["schedule.ha"] if old.schedule.ha != new.schedule.ha else []),
+            )
+            if outcome.restart_needed:
+                log.warning("reload: %s apply after a restart", ", ".join(outcome.restart_needed))
+            return outcome
 
     async def _start(self, specs: list[ComponentSpec]) -> None:
         """Build and start components: transforms first (sources publish through them)."""
         for spec in sorted(specs, key=lambda s: s.kind != "transform"):
             self.metrics.declare(spec.id, spec.kind)
-            supervised = Supervised(spec, self.context, self.publisher, self.pipeline.bus)
+            supervised = Supervised(spec, self.context, self.publisher)
             self.supervised[spec.id] = supervised
             await supervised.start()
         self._rewire()
 
     async def _stop_components(self, ids: list[str], drain_s: float) -> None:
-        """Stop sources first, then sinks and jobs (draining up to ``drain_s``), then
-        transforms; whatever has not stopped by then is cancelled."""
+        """Stop sources first, then sinks and jobs (draining for what is left of ``drain_s``),
+        then transforms; whatever is still running shortly after that is cancelled."""
+        deadline = time.monotonic() + drain_s
         order = {"source": 0, "sink": 1, "job": 1, "transform": 2}
         for rank in (0, 1, 2):
             group = [self.supervised[c] for c in ids if order[self.supervised[c].spec.kind] == rank]
-            await asyncio.gather(*(s.stop(drain_s) for s in group))
+            await asyncio.gather(*(s.stop(deadline) for s in group))
         for cid in ids:
             del self.supervised[cid]
         self._rewire()
@@ -210,3 +224,8 @@ class Runtime:
             except Exception as exc:
                 log.error("bus retention failed: %s", exc)
             await asyncio.sleep(RETENTION_EVERY_S)
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
+    """The keys added, removed or whose values differ."""
+    return {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}

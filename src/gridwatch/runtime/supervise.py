@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from gridwatch.components import Component, Context, Job, Sink, Source, SourceBatch, Transform
-from gridwatch.config.pipeline import BusSettings, ComponentSpec
+from gridwatch.config.pipeline import ComponentSpec
 from gridwatch.errors import ConfigurationError
 from gridwatch.retry import Backoff, sleep_unless
 from gridwatch.runtime.consume import JobStrategy, SinkStrategy, Stopping, Strategy, consume
@@ -23,23 +24,21 @@ from gridwatch.runtime.publish import Publisher
 from gridwatch.runtime.reader import BusReader
 
 log = logging.getLogger(__name__)
-STOP_GRACE_S = 5.0
-"""How long a component may take beyond its drain time to stop before it is cancelled."""
+STOP_GRACE_S = 2.0
+"""How long past the drain deadline a component may take to commit before it is cancelled."""
 
 
 class Supervised:
     """A component and the task that runs it."""
 
-    def __init__(
-        self, spec: ComponentSpec, context: Context, publisher: Publisher, bus: BusSettings
-    ) -> None:
+    def __init__(self, spec: ComponentSpec, context: Context, publisher: Publisher) -> None:
         self.spec = spec
         self.context = context
         self.publisher = publisher
         self.state = "starting"
         self.reason: str | None = None
         self.starts = 0
-        self.stopping = Stopping(asyncio.Event(), bus.drain_timeout_s)
+        self.stopping = Stopping(asyncio.Event())
         self.reader: BusReader | None = None
         self.task: asyncio.Task[None] | None = None
         self.component: Component = spec.cls(spec.id, spec.config, context)
@@ -87,12 +86,14 @@ class Supervised:
             body = self._consume
         self.task = asyncio.create_task(self._supervise(body), name=self.spec.id)
 
-    async def stop(self, drain_s: float) -> None:
-        """Stop, letting a sink or job drain for up to ``drain_s``; cancel it after that."""
-        self.stopping.drain_s = drain_s
+    async def stop(self, deadline: float) -> None:
+        """Stop, letting a sink or job drain until ``deadline`` (``time.monotonic()``) and
+        commit; cancel whatever is still running shortly after it."""
+        self.stopping.deadline = deadline
         self.stopping.stop.set()
         if self.task is not None:
-            done, _ = await asyncio.wait({self.task}, timeout=drain_s + STOP_GRACE_S)
+            timeout = max(0.0, deadline - time.monotonic()) + STOP_GRACE_S
+            done, _ = await asyncio.wait({self.task}, timeout=timeout)
             if not done:
                 log.warning("%s did not stop in time; cancelling it", self.spec.id)
                 self.task.cancel()

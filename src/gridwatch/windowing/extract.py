@@ -160,7 +160,8 @@ def check(extraction: Extraction) -> None:
 
 
 def file_source(paths: Sequence[str], json_column: str | None = None) -> str:
-    """A relation over NDJSON files or Parquet files (their envelope JSON column)."""
+    """A relation over NDJSON files or Parquet files (their envelope JSON column), one line
+    per record ``_id``."""
     parquet = [p for p in paths if p.endswith(".parquet")]
     ndjson = [p for p in paths if not p.endswith(".parquet")]
     parts: list[str] = []
@@ -172,7 +173,14 @@ def file_source(paths: Sequence[str], json_column: str | None = None) -> str:
         column = quote(json_column or "envelope")
         parts.append(f"SELECT {column}::VARCHAR AS line FROM read_parquet([{listed}])")
     union = " UNION ALL ".join(parts)
-    return f"(SELECT row_number() OVER () - 1 AS _row, line FROM ({union}))"
+    # A record is counted once however often it was stored (a sink that wrote it twice, files
+    # that overlap): the first line of each _id is kept, in file order.
+    first_of_each = (
+        f"SELECT line, _seq FROM (SELECT line, row_number() OVER () AS _seq FROM ({union})) "
+        "QUALIFY row_number() OVER (PARTITION BY coalesce(json_extract_string(line, '$._id'), "
+        "_seq::VARCHAR) ORDER BY _seq) = 1"
+    )
+    return f"(SELECT row_number() OVER (ORDER BY _seq) - 1 AS _row, line FROM ({first_of_each}))"
 
 
 def run_on_files(

@@ -17,6 +17,8 @@ function el(tag, attrs, ...children) {
 
 async function getJSON(url) {
   const response = await fetch(url, { cache: "no-store" });
+  // The server wants a token (or the session's has been revoked): sign in again.
+  if (response.status === 401) { location.assign("/login"); throw new Error("signing in"); }
   if (!response.ok) throw new Error(`${url}: ${response.status} ${await response.text()}`);
   return response.json();
 }

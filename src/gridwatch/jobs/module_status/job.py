@@ -33,7 +33,11 @@ class ModuleStatusConfig(JobConfig):
         min_length=1, description="The modules, by id, with the rules of their status."
     )
     evaluate_interval_s: float = Field(
-        5.0, gt=0, description="How often every module's status is evaluated."
+        5.0,
+        gt=0,
+        description="While no data comes, evaluate every module at the wall-clock time this "
+        "often (so freshness rules fire); records are evaluated as they come, and every module "
+        "at least every 30 s.",
     )
     history_interval_s: float = Field(
         60.0, gt=0, description="Publish each module's status at least this often."

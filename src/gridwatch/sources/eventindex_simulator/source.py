@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from gridwatch.components import Source, SourceBatch, SourceConfig
 from gridwatch.record import Record, record_id
@@ -92,6 +92,15 @@ class EventIndexSimulatorConfig(SourceConfig):
         description=f"Which modules report (of {', '.join(MODULES)}).",
     )
     producer: str = Field("eventindex", description="Producer of the records.")
+
+    @field_validator("modules")
+    @classmethod
+    def _known(cls, modules: list[str]) -> list[str]:
+        unknown = sorted(set(modules) - set(MODULES))
+        if unknown:
+            raise ValueError(f"unknown modules {unknown} (known: {', '.join(MODULES)})")
+        return modules
+
     interval_s: float = Field(2.0, gt=0, description="Each module reports this often.")
     health_slot_s: float = Field(
         60.0, gt=0, description="A module's health stays the same for this long."
@@ -121,9 +130,6 @@ class EventIndexSimulator(Source):
     config: EventIndexSimulatorConfig
 
     async def open(self, position: Any) -> None:
-        unknown = sorted(set(self.config.modules) - set(MODULES))
-        if unknown:
-            raise ValueError(f"unknown EventIndex modules {unknown} (known: {list(MODULES)})")
         self.backfilled = bool(position and position.get("backfilled"))
 
     def report(self, module: str, now_s: float, slot_s: float | None = None) -> Record | None:

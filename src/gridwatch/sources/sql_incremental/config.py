@@ -111,7 +111,10 @@ class SqlIncrementalConfig(SourceConfig):
     retry_initial_s: float = Field(1.0, gt=0, description="First pause after a database error.")
     retry_max_s: float = Field(60.0, gt=0, description="Longest pause between retries.")
     query_timeout_s: float = Field(
-        300.0, gt=0, description="Abandon (and retry) a read that takes longer than this."
+        300.0,
+        gt=0,
+        description="The database cancels a read that takes longer than this; the source "
+        "retries it with backoff.",
     )
 
     @field_validator("commit_column")

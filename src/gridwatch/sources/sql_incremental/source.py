@@ -321,7 +321,7 @@ class SqlIncrementalSource(Source):
                         f"database_timezone {cfg.database_timezone!r}: the database refused it: "
                         f"{_first_line(exc)}"
                     ) from exc
-                if await asyncio.to_thread(self.db.alive):
+                if not _TIMED_OUT.search(str(exc)) and await asyncio.to_thread(self.db.alive):
                     raise ConfigurationError(
                         f"sql source {self.id}: the query failed: {_first_line(exc)}"
                     ) from exc
@@ -338,6 +338,9 @@ class SqlIncrementalSource(Source):
                 pause = min(cfg.retry_max_s, pause * 2)
 
 
+_TIMED_OUT = re.compile(
+    r"statement timeout|max_statement_time|timed? ?out|Lost connection", re.IGNORECASE
+)  # a read the database cancelled for taking too long: passing, not a broken query
 _ZONE_REFUSED = re.compile(
     r"time ?zone", re.IGNORECASE
 )  # PostgreSQL: invalid value for parameter "TimeZone"; MariaDB: Unknown or incorrect time zone

@@ -161,7 +161,7 @@ def check(extraction: Extraction) -> None:
 
 def file_source(paths: Sequence[str], json_column: str | None = None) -> str:
     """A relation over NDJSON files or Parquet files (their envelope JSON column), one line
-    per record ``_id``."""
+    per record ``_id`` (its last)."""
     parquet = [p for p in paths if p.endswith(".parquet")]
     ndjson = [p for p in paths if not p.endswith(".parquet")]
     parts: list[str] = []
@@ -174,13 +174,13 @@ def file_source(paths: Sequence[str], json_column: str | None = None) -> str:
         parts.append(f"SELECT {column}::VARCHAR AS line FROM read_parquet([{listed}])")
     union = " UNION ALL ".join(parts)
     # A record is counted once however often it was stored (a sink that wrote it twice, files
-    # that overlap): the first line of each _id is kept, in file order.
-    first_of_each = (
+    # that overlap), as its last line in file order: for a bin, the latest revision written.
+    last_of_each = (
         f"SELECT line, _seq FROM (SELECT line, row_number() OVER () AS _seq FROM ({union})) "
         "QUALIFY row_number() OVER (PARTITION BY coalesce(json_extract_string(line, '$._id'), "
-        "_seq::VARCHAR) ORDER BY _seq) = 1"
+        "_seq::VARCHAR) ORDER BY _seq DESC) = 1"
     )
-    return f"(SELECT row_number() OVER (ORDER BY _seq) - 1 AS _row, line FROM ({first_of_each}))"
+    return f"(SELECT row_number() OVER (ORDER BY _seq) - 1 AS _row, line FROM ({last_of_each}))"
 
 
 def run_on_files(

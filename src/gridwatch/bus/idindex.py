@@ -11,8 +11,8 @@ buckets). A batch's keys are looked up and written in the lines the lookup just 
 Nothing is deleted: a slot whose batch is below :attr:`IdIndex.forgotten` counts as free and
 is written over. Growing splits every bucket in two by one more bit of the fingerprint, which
 needs no sorting; the same pass, without doubling, clears the overflow flags and the
-forgotten keys when too many buckets overflowed. The table is grown when half full, so an id
-costs about 25 to 50 bytes of memory.
+forgotten keys when too many buckets overflowed. The table grows when half full of live keys
+(an id costs 25 to 50 bytes of memory) and keeps its size when they are forgotten.
 """
 
 from __future__ import annotations
@@ -135,8 +135,9 @@ class IdIndex:
             pending = np.flatnonzero(on) if pending is None else pending[on]
             buckets = self._next(buckets[on])
             rows = self._table[buckets]
+        version = self._version
         if not positions:
-            return Probe(prints, _NONE, _NO_OFFSETS, _repeats(prints), homes, home_rows, self._version)
+            return Probe(prints, _NONE, _NO_OFFSETS, _repeats(prints), homes, home_rows, version)
         found = np.concatenate(batches).astype(np.intp)
         return Probe(
             prints,
@@ -150,10 +151,13 @@ class IdIndex:
 
     def take(self, probe: Probe, base_offset: int) -> Taken:
         """Remember the probed keys as the batch at ``base_offset`` (above every batch's so
-        far). ``probe`` must be clear and the table's latest; :meth:`untake` undoes it."""
-        assert probe.version == self._version, "the table changed since the probe"
+        far); :meth:`untake` undoes it. Keys found by ``probe`` are added all the same."""
         batch = self._new_batch(base_offset)
-        slots = self._place(probe.prints, np.uint32(batch), probe.homes, probe.rows)
+        homes, rows = probe.homes, probe.rows
+        if probe.version != self._version:  # the table changed since: look again
+            homes = probe.prints.view(np.int64) & (len(self._table) - 1)
+            rows = self._table[homes]
+        slots = self._place(probe.prints, np.uint32(batch), homes, rows)
         self._version += 1
         return Taken(slots, self._version)
 
@@ -184,7 +188,7 @@ class IdIndex:
         self._version += 1
 
     def forget_below(self, offset: int) -> None:
-        """Stop counting the keys of batches below ``offset``; shrink if most are forgotten."""
+        """Stop counting the keys of batches below ``offset`` (their slots are free)."""
         if offset <= self.forgotten:
             return
         self.forgotten = offset
@@ -216,8 +220,10 @@ class IdIndex:
         while True:
             free = rows[:, _BATCH:_FLAG] < self._first_live
             slot = _LOWEST_FREE[np.packbits(free, axis=1, bitorder="little")[:, 0]]
-            turn = _TURNS[: len(buckets)] if len(buckets) <= len(_TURNS) else np.arange(
-                len(buckets), dtype=np.int32
+            turn = (
+                _TURNS[: len(buckets)]
+                if len(buckets) <= len(_TURNS)
+                else np.arange(len(buckets), dtype=np.int32)
             )
             self._claims[buckets] = turn
             go = (slot < SLOTS) & (self._claims[buckets] == turn)
@@ -227,8 +233,8 @@ class IdIndex:
             mine = keys if every else (np.flatnonzero(go) if keys is None else keys[go])
             table64[(row >> 1) + at] = prints if mine is None else prints[mine]
             word = row + _BATCH + at
-            table[word] = batches if isinstance(batches, np.uint32) or mine is None else (
-                batches[mine]
+            table[word] = (
+                batches if isinstance(batches, np.uint32) or mine is None else (batches[mine])
             )
             written.append(word)
             self._written += len(word)
@@ -290,6 +296,7 @@ class IdIndex:
             homes = moved_prints.view(np.int64) & (len(self._table) - 1)
             self._written -= len(moved_prints)  # counted again as they are placed
             self._place(moved_prints, moved_batches, homes, self._table[homes])
+
 
 def _ranks(values: Indices) -> Indices:
     """For each value, how many equal values come before it."""

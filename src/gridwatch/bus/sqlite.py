@@ -211,7 +211,7 @@ class SqliteBus:
                 )
             if commit is not None:
                 self._commit(conn, *commit)
-        self._refused += sum(batch.refused for batch in batches)
+            self._refused += sum(batch.refused for batch in batches)
         return _result(batches)
 
     def _fast(self, batch: _Batch) -> bool:
@@ -273,9 +273,7 @@ class SqliteBus:
                 self._taken.took(topic, batch.prints, topic.known)
 
     @staticmethod
-    def _insert_batch(
-        conn: sqlite3.Connection, topic_id: int, batch: _Batch, now_ms: int
-    ) -> None:
+    def _insert_batch(conn: sqlite3.Connection, topic_id: int, batch: _Batch, now_ms: int) -> None:
         conn.execute(
             _INSERT_BATCH,
             (len(batch.lines), now_ms, batch.origin, batch.keys, joined(batch.lines), topic_id),
@@ -432,13 +430,13 @@ class _Batch:
     @staticmethod
     def of(entry: Entry, check_ids: bool) -> _Batch:
         """The batch of an entry (its ids ignored unless ``check_ids``)."""
-        ids = entry[3] if len(entry) > 3 and check_ids else None  # type: ignore[misc]
+        ids = entry[3] if len(entry) == 4 and check_ids else None
         return _Batch(entry[0], entry[1], entry[2], ids)
 
     def drop_copies(self, keep: npt.NDArray[np.bool_]) -> None:
         """Keep only the lines (and keys) of ``keep``."""
         lines = list(self.lines)
-        self.lines = [line for line, kept in zip(lines, keep.tolist()) if kept]
+        self.lines = [line for line, kept in zip(lines, keep.tolist(), strict=True) if kept]
         assert self.keys is not None
         self.keys = b"".join(
             self.keys[i * KEY_BYTES : (i + 1) * KEY_BYTES] for i in np.flatnonzero(keep).tolist()

@@ -115,7 +115,9 @@ class TakenIds:
                 seen.add(key)
         if len(probe.positions):
             taken = _taken_keys(conn, topic_id, set(probe.offsets.tolist()))
-            for position, offset in zip(probe.positions.tolist(), probe.offsets.tolist()):
+            for position, offset in zip(
+                probe.positions.tolist(), probe.offsets.tolist(), strict=True
+            ):
                 if key_at(keys, position) in taken[offset]:
                     refused[position] = True
         return None if not refused.any() else ~refused

@@ -18,7 +18,8 @@ HEX_DIGITS = 2 * KEY_BYTES
 
 Fingerprints = npt.NDArray[np.uint64]
 
-_MIX = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -55,8 +56,13 @@ def fingerprints(keys: bytes) -> Fingerprints:
     """
     halves = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2)
     with np.errstate(over="ignore"):
-        mixed = (halves[:, 0] ^ halves[:, 1] * _GOLDEN) * _MIX
-        mixed ^= mixed >> np.uint64(29)
+        mixed = halves[:, 0] ^ halves[:, 1] * _GOLDEN
+        # SplitMix64's finaliser: every bit of the key moves every bit of the result.
+        mixed ^= mixed >> np.uint64(30)
+        mixed *= _MIX_1
+        mixed ^= mixed >> np.uint64(27)
+        mixed *= _MIX_2
+        mixed ^= mixed >> np.uint64(31)
     mixed[mixed == 0] = 1
     return mixed
 

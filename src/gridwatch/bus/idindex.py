@@ -44,7 +44,6 @@ Words = npt.NDArray[np.uint32]
 
 _NONE: Indices = np.empty(0, dtype=np.intp)
 _NO_OFFSETS: Offsets = np.empty(0, dtype=np.int64)
-_TURNS = np.arange(1 << 16, dtype=np.int32)
 
 
 @dataclass
@@ -84,7 +83,6 @@ class IdIndex:
 
     def __init__(self) -> None:
         self._table = np.zeros((MIN_BUCKETS, _WIDTH), dtype=np.uint32)
-        self._claims = np.zeros(MIN_BUCKETS, dtype=np.int32)  # scratch: a key per bucket
         # Batch numbers start at 1: a slot never written has batch 0, below any live batch.
         self._bases = np.zeros(64, dtype=np.int64)  # base offset of batch number i
         self._next_batch = 1
@@ -116,7 +114,7 @@ class IdIndex:
 
     def probe(self, prints: Fingerprints) -> Probe:
         """Look a batch of fingerprints up (see :class:`Probe`)."""
-        homes = prints.view(np.int64) & (len(self._table) - 1)
+        homes = self._homes(prints)
         home_rows = self._table[homes]
         positions: list[Indices] = []
         batches: list[Words] = []
@@ -155,7 +153,7 @@ class IdIndex:
         batch = self._new_batch(base_offset)
         homes, rows = probe.homes, probe.rows
         if probe.version != self._version:  # the table changed since: look again
-            homes = probe.prints.view(np.int64) & (len(self._table) - 1)
+            homes = self._homes(probe.prints)
             rows = self._table[homes]
         slots = self._place(probe.prints, np.uint32(batch), homes, rows)
         self._version += 1
@@ -183,7 +181,7 @@ class IdIndex:
         first = self._next_batch
         for base in bases.tolist():
             self._new_batch(base)
-        homes = prints.view(np.int64) & (len(self._table) - 1)
+        homes = self._homes(prints)
         self._place(prints, (numbers + first).astype(np.uint32), homes, self._table[homes])
         self._version += 1
 
@@ -194,6 +192,14 @@ class IdIndex:
         self.forgotten = offset
         self._first_live = 1 + int(np.searchsorted(self._bases[1 : self._next_batch], offset))
         self._version += 1
+
+    def _homes(self, prints: Fingerprints) -> Indices:
+        # The top bits: they depend on every bit of the fingerprint (multiplicative hashing).
+        return (prints >> np.uint64(64 - self._bits)).view(np.int64)
+
+    @property
+    def _bits(self) -> int:
+        return len(self._table).bit_length() - 1
 
     def _next(self, buckets: Indices) -> Indices:
         return (buckets + 1) & (len(self._table) - 1)
@@ -211,43 +217,48 @@ class IdIndex:
         self, prints: Fingerprints, batches: Words | np.uint32, buckets: Indices, rows: Words
     ) -> Indices:
         """Write keys into free slots from their buckets on (``rows``: those buckets' rows);
-        the batch-number words written. One key per bucket per round: the others, and keys
-        whose bucket is full of live keys, go on to the next round."""
+        the batch-number words written. Keys that found the same free slot overwrite each
+        other: the one left holds it, the others try again; keys whose bucket is full of live
+        keys go on to the next bucket."""
         table = self._table.reshape(-1)
         table64 = self._table.view(np.uint64).reshape(-1)
         written: list[Indices] = []
-        keys: Indices | None = None
+        pending: Indices | None = None  # the keys still to place (None: all)
         while True:
             free = rows[:, _BATCH:_FLAG] < self._first_live
             slot = _LOWEST_FREE[np.packbits(free, axis=1, bitorder="little")[:, 0]]
-            turn = (
-                _TURNS[: len(buckets)]
-                if len(buckets) <= len(_TURNS)
-                else np.arange(len(buckets), dtype=np.int32)
-            )
-            self._claims[buckets] = turn
-            go = (slot < SLOTS) & (self._claims[buckets] == turn)
-            every = bool(go.all())
-            into, at = (buckets, slot) if every else (buckets[go], slot[go])
-            row = into * _WIDTH
-            mine = keys if every else (np.flatnonzero(go) if keys is None else keys[go])
-            table64[(row >> 1) + at] = prints if mine is None else prints[mine]
-            word = row + _BATCH + at
+            room = slot < SLOTS
+            if room.all():
+                keys, into, at = pending, buckets, slot
+            else:
+                keys = np.flatnonzero(room) if pending is None else pending[room]
+                into, at = buckets[room], slot[room]
+            at64 = into * (_WIDTH // 2) + at
+            wanted = prints if keys is None else prints[keys]
+            table64[at64] = wanted
+            held = table64[at64] == wanted  # read back: in these same cache lines
+            done = bool(held.all()) and keys is pending
+            if not held.all():
+                at64, at = at64[held], at[held]
+                keys = np.flatnonzero(held) if keys is None else keys[held]
+            word = 2 * at64 + (_BATCH - at)  # the batch word of the same slot
             table[word] = (
-                batches if isinstance(batches, np.uint32) or mine is None else (batches[mine])
+                batches if keys is None or isinstance(batches, np.uint32) else batches[keys]
             )
             written.append(word)
             self._written += len(word)
-            if every:
+            if done:
                 return np.concatenate(written) if len(written) > 1 else word
-            wait = ~go
-            full = wait & (slot == SLOTS)
+            placed = np.zeros(len(prints), dtype=np.bool_)
+            placed[np.arange(len(prints)) if keys is None else keys] = True
+            waiting = ~placed[np.arange(len(prints)) if pending is None else pending]
+            full = ~room
             if full.any():  # bucket full of live keys: flag it, the key goes on to the next
                 flags = buckets[full] * _WIDTH + _FLAG
                 self._overflowed += int(np.count_nonzero(table[flags] == 0))
                 table[flags] = 1
-            keys = np.flatnonzero(wait) if keys is None else keys[wait]
-            buckets = np.where(full, self._next(buckets), buckets)[wait]
+            buckets = np.where(full, self._next(buckets), buckets)[waiting]
+            pending = np.flatnonzero(waiting) if pending is None else pending[waiting]
             rows = self._table[buckets]
 
     def _renumber(self) -> None:
@@ -266,34 +277,32 @@ class IdIndex:
         """Lay the live keys out again in a table as large (twice as large if ``grow``),
         without overflow flags or forgotten keys.
 
-        A key in its home bucket keeps its slot: in bucket i, or in i + size when one more
-        bit of its fingerprint says so; only keys that had gone on to another bucket are
-        placed again.
+        A key in its home bucket keeps its slot: in bucket 2i or 2i + 1 as one more bit of
+        its fingerprint says; only keys that had gone on to another bucket are placed again.
         """
         size = len(self._table)
         old = self._table
         prints = old.view(np.uint64)[:, :SLOTS]
         live = old[:, _BATCH:_FLAG] >= self._first_live
-        at_home = (prints.view(np.int64) & (size - 1)) == np.arange(size)[:, None]
+        at_home = self._homes(prints) == np.arange(size)[:, None]
         away = live & ~at_home
         moved_prints, moved_batches = prints[away], old[:, _BATCH:_FLAG][away]
         kept = live & at_home
-        table = np.empty((2 * size if grow else size, _WIDTH), dtype=np.uint32)
-        table[:size] = old
-        if grow:
-            table[size:] = old
-            upper = (prints & np.uint64(size)) != 0
-            table[size:, _BATCH:_FLAG] *= kept & upper
-            kept &= ~upper
-        table[:size, _BATCH:_FLAG] *= kept
+        if grow:  # bucket i splits into 2i and 2i + 1 by the next bit of the fingerprint
+            table = np.repeat(old, 2, axis=0)
+            upper = (prints >> np.uint64(63 - self._bits)) & np.uint64(1) != 0
+            table[1::2, _BATCH:_FLAG] *= kept & upper
+            table[0::2, _BATCH:_FLAG] *= kept & ~upper
+        else:
+            table = old.copy()
+            table[:, _BATCH:_FLAG] *= kept
         table[:, _FLAG] = 0
         self._table = table
-        self._claims = np.zeros(len(self._table), dtype=np.int32)
         self._written = int(np.count_nonzero(live))
         self._overflowed = 0
         self._version += 1
         if len(moved_prints):
-            homes = moved_prints.view(np.int64) & (len(self._table) - 1)
+            homes = self._homes(moved_prints)
             self._written -= len(moved_prints)  # counted again as they are placed
             self._place(moved_prints, moved_batches, homes, self._table[homes])
 

@@ -20,7 +20,6 @@ Fingerprints = npt.NDArray[np.uint64]
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def id_keys(ids: Sequence[str]) -> bytes:
@@ -50,20 +49,16 @@ def id_key(record_id: str) -> bytes:
 
 
 def fingerprints(keys: bytes) -> Fingerprints:
-    """A well-mixed 64-bit fingerprint of each key, never 0 (0 marks an empty slot).
+    """A 64-bit fingerprint of each key whose top bits depend on every bit of the key (an
+    index takes its buckets from them), odd so that it is never 0 (0 marks an empty slot).
 
-    Mixing matters: ids chosen by senders may share most of their bits (counters).
+    Multiplying spreads each bit over the bits above it: enough, as only the top bits must
+    be well mixed, for ids chosen by senders that share most of their bits (counters) too.
     """
     halves = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2)
     with np.errstate(over="ignore"):
-        mixed = halves[:, 0] ^ halves[:, 1] * _GOLDEN
-        # SplitMix64's finaliser: every bit of the key moves every bit of the result.
-        mixed ^= mixed >> np.uint64(30)
-        mixed *= _MIX_1
-        mixed ^= mixed >> np.uint64(27)
-        mixed *= _MIX_2
-        mixed ^= mixed >> np.uint64(31)
-    mixed[mixed == 0] = 1
+        mixed = (halves[:, 0] ^ halves[:, 1] * _MIX_1) * _MIX_2
+    mixed |= np.uint64(1)
     return mixed
 
 

@@ -197,7 +197,8 @@ class SqliteBus:
         now_ms = int(time.time() * 1000)
         batches = [_Batch.of(entry, self.id_window.enabled) for entry in entries]
         wanted = [batch for batch in batches if batch.lines]
-        if len(wanted) == 1 and position is None and commit is None and self._fast(wanted[0]):
+        alone = len(wanted) == 1 and position is None and commit is None
+        if alone and self._fast(wanted[0], now_ms):
             return _result(batches)
         with self._transaction() as conn:
             for batch in wanted:
@@ -211,10 +212,11 @@ class SqliteBus:
                 )
             if commit is not None:
                 self._commit(conn, *commit)
+        with self._write_lock:
             self._refused += sum(batch.refused for batch in batches)
         return _result(batches)
 
-    def _fast(self, batch: _Batch) -> bool:
+    def _fast(self, batch: _Batch, now_ms: int) -> bool:
         """Append a batch of a known topic and origin in one statement, if that is safe."""
         topic_id = self._topic_ids.get(batch.topic)
         if topic_id is None or (batch.topic, batch.origin) not in self._known_origins:
@@ -222,11 +224,13 @@ class SqliteBus:
         with self._write_lock:
             conn = self._conn()
             if batch.keys is None:
-                self._insert_batch(conn, topic_id, batch, int(time.time() * 1000))
+                self._insert_batch(conn, topic_id, batch, now_ms)
                 return True
-            return self._fast_checked(conn, topic_id, batch)
+            return self._fast_checked(conn, topic_id, batch, now_ms)
 
-    def _fast_checked(self, conn: sqlite3.Connection, topic_id: int, batch: _Batch) -> bool:
+    def _fast_checked(
+        self, conn: sqlite3.Connection, topic_id: int, batch: _Batch, now_ms: int
+    ) -> bool:
         """Append a batch with ids in one statement if this process's index says they are all
         new and no other process appended to the topic since it last looked; else leave it
         to a transaction that settles everything."""
@@ -240,7 +244,7 @@ class SqliteBus:
             return False
         # Taken first, while the lookup's cache lines are hot; freed if not appended.
         taken = index.take(probe, base)
-        values = (len(batch.lines), int(time.time() * 1000), batch.origin, batch.keys)
+        values = (len(batch.lines), now_ms, batch.origin, batch.keys)
         try:
             cursor = conn.execute(_INSERT_IF_AT, (*values, joined(batch.lines), topic_id, base))
         except BaseException:

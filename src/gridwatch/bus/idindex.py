@@ -107,7 +107,12 @@ class IdIndex:
         """Make room for ``count`` more keys (call before :meth:`probe` and :meth:`take`)."""
         if self._written + count > MAX_LOAD * SLOTS * len(self._table):
             self._written = self.live
-            while self._written + count > MAX_LOAD * SLOTS * len(self._table):
+            buckets = len(self._table)
+            while self._written + count > MAX_LOAD * SLOTS * buckets:
+                buckets *= 2
+            if buckets > 4 * len(self._table):  # a large load: lay everything out at once
+                self._rebuild(buckets)
+            while buckets > len(self._table):
                 self._reflow(grow=True)
         if self._overflowed > MAX_OVERFLOWED * len(self._table):
             self._reflow(grow=False)
@@ -181,8 +186,7 @@ class IdIndex:
         first = self._next_batch
         for base in bases.tolist():
             self._new_batch(base)
-        homes = self._homes(prints)
-        self._place(prints, (numbers + first).astype(np.uint32), homes, self._table[homes])
+        self._place_many(prints, (numbers + first).astype(np.uint32))
         self._version += 1
 
     def forget_below(self, offset: int) -> None:
@@ -261,6 +265,33 @@ class IdIndex:
             pending = np.flatnonzero(waiting) if pending is None else pending[waiting]
             rows = self._table[buckets]
 
+    def _place_many(self, prints: Fingerprints, batches: Words) -> None:
+        """:meth:`_place` for many keys at once: the n-th key bound for a bucket takes its
+        n-th free slot, in one pass; only the keys that overflow go round by round."""
+        homes = self._homes(prints)
+        rows = self._table[homes]
+        rank = _ranks(homes, stable=False)
+        seen = np.cumsum(rows[:, _BATCH:_FLAG] < self._first_live, axis=1, dtype=np.int8)
+        fits = seen[:, -1] > rank
+        into, at = homes[fits], np.argmax(seen[fits] > rank[fits, None], axis=1)
+        self._table.view(np.uint64)[into, at] = prints[fits]
+        self._table[into, _BATCH + at] = batches[fits]
+        self._written += len(into)
+        if not fits.all():
+            left = ~fits
+            self._place(prints[left], batches[left], homes[left], self._table[homes[left]])
+
+    def _rebuild(self, buckets: int) -> None:
+        """Lay the live keys out in a new table of ``buckets``."""
+        live = self._table[:, _BATCH:_FLAG] >= self._first_live
+        prints = self._table.view(np.uint64)[:, :SLOTS][live]
+        batches = self._table[:, _BATCH:_FLAG][live]
+        self._table = np.zeros((buckets, _WIDTH), dtype=np.uint32)
+        self._written = 0
+        self._overflowed = 0
+        self._version += 1
+        self._place_many(prints, batches)
+
     def _renumber(self) -> None:
         """Number the live batches from 1 again (before batch numbers run out)."""
         batches = self._table[:, _BATCH:_FLAG]
@@ -307,9 +338,10 @@ class IdIndex:
             self._place(moved_prints, moved_batches, homes, self._table[homes])
 
 
-def _ranks(values: Indices) -> Indices:
-    """For each value, how many equal values come before it."""
-    order = np.argsort(values, kind="stable")
+def _ranks(values: Indices, stable: bool = True) -> Indices:
+    """For each value, how many equal values come before it (in order if ``stable``, else
+    in some order)."""
+    order = np.argsort(values, kind="stable" if stable else None)
     ordered = values[order]
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
     rank = np.empty(len(order), dtype=np.intp)

@@ -46,8 +46,8 @@ class IdWindow:
 
     An id is refused while it is among the newest ``ids`` ids of all topics and taken less than
     ``seconds`` ago; it may be forgotten once either is exceeded, at the latest when
-    :meth:`Bus.enforce_retention` next runs. Ids of records that retention deleted are
-    forgotten with them.
+    :meth:`Bus.enforce_retention` next runs, and may be forgotten with their records when
+    retention deletes those.
     """
 
     seconds: float = DEFAULT_ID_WINDOW_S

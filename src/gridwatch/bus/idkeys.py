@@ -50,33 +50,16 @@ def id_key(record_id: str) -> bytes:
 
 def fingerprints(keys: bytes) -> Fingerprints:
     """A 64-bit fingerprint of each key whose top bits depend on every bit of the key (an
-    index takes its buckets from them), odd so that it is never 0 (0 marks an empty slot).
+    index takes its buckets from them).
 
     Multiplying spreads each bit over the bits above it: enough, as only the top bits must
     be well mixed, for ids chosen by senders that share most of their bits (counters) too.
     """
     halves = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2)
     with np.errstate(over="ignore"):
-        mixed = (halves[:, 0] ^ halves[:, 1] * _MIX_1) * _MIX_2
-    mixed |= np.uint64(1)
-    return mixed
+        return (halves[:, 0] ^ halves[:, 1] * _MIX_1) * _MIX_2
 
 
 def key_at(keys: bytes, index: int) -> bytes:
     """The ``index``-th key of concatenated ``keys``."""
     return keys[index * KEY_BYTES : (index + 1) * KEY_BYTES]
-
-
-def first_copies(keys: bytes, prints: Fingerprints) -> npt.NDArray[np.bool_] | None:
-    """Which keys are the first copy of their key in the batch; ``None`` when all are."""
-    ordered = np.sort(prints)
-    if not (ordered[1:] == ordered[:-1]).any():
-        return None
-    seen: set[bytes] = set()
-    first = np.ones(len(prints), dtype=np.bool_)
-    for index in range(len(prints)):
-        key = key_at(keys, index)
-        if key in seen:
-            first[index] = False
-        seen.add(key)
-    return first

@@ -3,7 +3,7 @@
 Finding a batch's ids among the millions a topic took needs this index: a hash table in one
 numpy array, probed and filled a whole batch at once (a few dozen numpy calls per batch,
 whatever its size). Once the table outgrows the CPU's caches its cost is memory traffic, so a
-bucket is one 64-byte cache line holding all that a lookup and an insert touch: 5 slots of a
+bucket is 64 bytes, a cache line, holding all that a lookup and an insert touch: 5 slots of a
 64-bit fingerprint and a 32-bit batch number, and a flag telling that a key went on to the
 next bucket because this one was full of live keys (linear probing, followed only past such
 buckets). A batch's keys are looked up and written in the lines the lookup just read.

@@ -9,7 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gridwatch.bus.base import Bus, Entry, GroupState, Slice, TopicInfo
+from gridwatch.bus.base import (
+    AppendResult,
+    Bus,
+    Entry,
+    GroupState,
+    IdEntry,
+    IdWindow,
+    Slice,
+    TopicInfo,
+)
 from gridwatch.bus.sqlite import SqliteBus
 
 if TYPE_CHECKING:
@@ -20,9 +29,15 @@ BUS_FILE = "bus.db"
 
 
 def open_bus(settings: BusSettings | None, data_dir: Path) -> Bus:
-    """The bus that ``settings`` describe (the embedded SQLite bus by default)."""
-    durability = "full" if settings is None else settings.durability
-    return SqliteBus(data_dir / BUS_FILE, durability)
+    """The bus that ``settings`` describe (``None``: the embedded SQLite bus with its defaults
+    in ``data_dir``). Every part of gridwatch opens its bus here."""
+    if settings is None:
+        return SqliteBus(data_dir / BUS_FILE)
+    if settings.type != "sqlite":  # pragma: no cover - the settings admit no other kind yet
+        raise ValueError(f"unknown bus type {settings.type!r}")
+    return SqliteBus(
+        data_dir / (settings.path or BUS_FILE), settings.durability, settings.id_window()
+    )
 
 
 def existing_bus(data_dir: Path) -> Bus:
@@ -37,9 +52,12 @@ def existing_bus(data_dir: Path) -> Bus:
 
 __all__ = [
     "BUS_FILE",
+    "AppendResult",
     "Bus",
     "Entry",
     "GroupState",
+    "IdEntry",
+    "IdWindow",
     "Slice",
     "SqliteBus",
     "TopicInfo",

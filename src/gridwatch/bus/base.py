@@ -4,6 +4,11 @@ A bus keeps topics of envelope lines. Each appended batch carries its ``origin``
 component that produced it) so that a consumer can take only what its inputs produced. Consumer
 groups commit offsets, optionally together with a piece of JSON state, in one atomic step; a
 source's position is stored atomically with the records it produced.
+
+Appends are idempotent by record id: lines passed with their records' ``_id`` (an
+:class:`IdEntry`) are refused when their topic already took that id within the bus's id window
+(:class:`IdWindow`), so a sender's resend after a lost answer, a replay or a restart never makes
+a second copy of a record.
 """
 
 from __future__ import annotations
@@ -11,10 +16,62 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol, overload
+from typing import Any, NamedTuple, Protocol, overload
 
-Entry = tuple[str, str, Sequence[bytes]]
-"""What to append: (topic, origin, lines)."""
+DEFAULT_ID_WINDOW_S = 7 * 86400.0
+DEFAULT_ID_WINDOW_IDS = 10_000_000
+
+
+class IdEntry(NamedTuple):
+    """Lines to append with their records' ids: ``ids[i]`` is the ``_id`` of ``lines[i]``.
+
+    A line whose id its topic already took within the id window is refused, and so is a second
+    copy of an id within the entry (the first copy is appended).
+    """
+
+    topic: str
+    origin: str
+    lines: Sequence[bytes]
+    ids: Sequence[str]
+
+
+Entry = tuple[str, str, Sequence[bytes]] | IdEntry
+"""What to append: ``(topic, origin, lines)``, appended unchecked (dead letters, job outputs
+without ids), or an :class:`IdEntry`."""
+
+
+@dataclass(frozen=True)
+class IdWindow:
+    """How long and how many ids a bus remembers to refuse second copies (0: none at all).
+
+    An id is refused while it is among the newest ``ids`` ids of all topics and taken less than
+    ``seconds`` ago; it may be forgotten once either is exceeded, at the latest when
+    :meth:`Bus.enforce_retention` next runs, and may be forgotten with their records when
+    retention deletes those.
+    """
+
+    seconds: float = DEFAULT_ID_WINDOW_S
+    ids: int = DEFAULT_ID_WINDOW_IDS
+
+    @property
+    def enabled(self) -> bool:
+        """Whether ids are checked at all."""
+        return self.seconds > 0 and self.ids > 0
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append did, entry by entry in the order given."""
+
+    appended: tuple[int, ...] = ()
+    """Lines appended."""
+    refused: tuple[int, ...] = ()
+    """Lines refused: their record's id was already taken (0 for entries without ids)."""
+
+    @property
+    def duplicates(self) -> int:
+        """Lines refused in all."""
+        return sum(self.refused)
 
 
 class JoinedLines(Sequence[bytes]):
@@ -113,13 +170,19 @@ class Bus(Protocol):
         entries: Iterable[Entry],
         position: tuple[str, Any] | None = None,
         commit: tuple[str, Mapping[str, int], Any] | None = None,
-    ) -> None:
-        """Append ``(topic, origin, lines)`` entries durably, all or none.
+    ) -> AppendResult:
+        """Append entries durably, all or none; say what was appended and what refused.
 
         ``position`` (source id, JSON state) and ``commit`` (group, offsets, state) are stored
-        in the same atomic step, so a job's outputs and its consumed offsets never part. A
-        state may be a ``msgspec.Raw`` holding JSON its owner encoded; it is read back decoded.
+        in the same atomic step, so a job's outputs and its consumed offsets never part; they
+        are stored even when every line was refused as a duplicate. A state may be a
+        ``msgspec.Raw`` holding JSON its owner encoded; it is read back decoded. Offsets stay
+        dense: refused lines take none.
         """
+        ...
+
+    def duplicates_refused(self) -> int:
+        """Lines this bus object refused as duplicates since it was opened."""
         ...
 
     def topics_from(self, origins: Collection[str]) -> list[str]:
@@ -151,7 +214,10 @@ class Bus(Protocol):
         ...
 
     def enforce_retention(self, max_age_s: float | None, max_bytes: int | None) -> int:
-        """Delete what is older or beyond the size per topic; return the lines deleted."""
+        """Delete what is older or beyond the size per topic; return the lines deleted.
+
+        Also forgets the ids beyond the id window (whose time is bounded by ``max_age_s``).
+        """
         ...
 
     def close(self) -> None:

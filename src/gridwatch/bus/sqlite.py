@@ -2,7 +2,8 @@
 
 Each appended batch of one topic is one row (its lines joined by newlines), so a batch of
 1,000 records costs one insert and one fsync at commit. Offsets count lines, as in Kafka.
-Several processes may share the file: writers serialise on SQLite's write lock.
+Several processes may share the file: writers serialise on SQLite's write lock. A batch
+appended with ids keeps their keys in its row; :mod:`gridwatch.bus.sqlite_ids` checks them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
-from gridwatch.bus.base import Entry, GroupState, JoinedLines, Slice, TopicInfo, joined
+from gridwatch.bus.base import (
+    AppendResult,
+    Entry,
+    GroupState,
+    IdWindow,
+    JoinedLines,
+    Slice,
+    TopicInfo,
+    joined,
+)
+from gridwatch.bus.idkeys import KEY_BYTES, fingerprints, id_keys
+from gridwatch.bus.sqlite_ids import TakenIds, TopicIds
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics(
@@ -26,7 +40,8 @@ CREATE TABLE IF NOT EXISTS topics(
     name TEXT UNIQUE NOT NULL,
     start_offset INTEGER NOT NULL DEFAULT 0,
     next_offset INTEGER NOT NULL DEFAULT 0,
-    bytes INTEGER NOT NULL DEFAULT 0
+    bytes INTEGER NOT NULL DEFAULT 0,
+    ids_from INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS batches(
     topic_id INTEGER NOT NULL,
@@ -34,6 +49,7 @@ CREATE TABLE IF NOT EXISTS batches(
     count INTEGER NOT NULL,
     appended_ms INTEGER NOT NULL,
     origin TEXT NOT NULL,
+    ids BLOB,
     payload BLOB NOT NULL,
     PRIMARY KEY(topic_id, base_offset)
 );
@@ -66,9 +82,14 @@ ORDER BY base_offset LIMIT :n
 # advances the topic. A lone statement is its own transaction, so an append of one topic
 # releases and takes back the GIL once instead of at every step of a longer transaction.
 _INSERT_BATCH = """
-INSERT INTO batches(topic_id, base_offset, count, appended_ms, origin, payload)
-SELECT id, next_offset, ?, ?, ?, ? FROM topics WHERE id = ?
+INSERT INTO batches(topic_id, base_offset, count, appended_ms, origin, ids, payload)
+SELECT id, next_offset, ?, ?, ?, ?, ? FROM topics WHERE id = ?
 """
+# The same, only if the topic still ends where this process last saw it: then no other
+# process appended ids that this one's index lacks (else nothing is inserted).
+_INSERT_IF_AT = _INSERT_BATCH + " AND next_offset = ?"
+# Files made before ids were kept get the columns added (at the end of the row).
+_ADDED_COLUMNS = {"topics": ("ids_from", "INTEGER NOT NULL DEFAULT 0"), "batches": ("ids", "BLOB")}
 _ADVANCE_TOPIC = """
 CREATE TEMP TRIGGER IF NOT EXISTS advance_topic AFTER INSERT ON main.batches BEGIN
     UPDATE topics SET next_offset = next_offset + NEW.count,
@@ -95,14 +116,22 @@ class SqliteBus:
     ``"normal"`` survives a crash of the process but not of the machine.
     """
 
-    def __init__(self, path: Path | str, durability: Durability = "full") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        durability: Durability = "full",
+        id_window: IdWindow | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._sync = "FULL" if durability == "full" else "NORMAL"
+        self.id_window = id_window or IdWindow()
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._topic_ids: dict[str, int] = {}
         self._known_origins: set[tuple[str, str]] = set()
+        self._taken = TakenIds()
+        self._refused = 0
         self._schema_ready = False
         self._conn()
 
@@ -122,6 +151,7 @@ class SqliteBus:
             conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BYTES // page_size}")
             if not self._schema_ready:
                 conn.executescript(_SCHEMA)
+                _add_missing_columns(conn)
                 self._schema_ready = True
             conn.execute(_ADVANCE_TOPIC)
             self._local.conn = conn
@@ -140,7 +170,9 @@ class SqliteBus:
                 # Ids and origins cached inside the failed transaction may not exist.
                 self._topic_ids.clear()
                 self._known_origins.clear()
+                self._taken.rolled_back()
                 raise
+            self._taken.committed()
 
     def _topic_id(self, conn: sqlite3.Connection, name: str, create: bool) -> int | None:
         topic_id = self._topic_ids.get(name)
@@ -161,20 +193,16 @@ class SqliteBus:
         entries: Iterable[Entry],
         position: tuple[str, Any] | None = None,
         commit: tuple[str, Mapping[str, int], Any] | None = None,
-    ) -> None:
+    ) -> AppendResult:
         now_ms = int(time.time() * 1000)
-        entries = [entry for entry in entries if entry[2]]
-        if len(entries) == 1 and position is None and commit is None:
-            topic, origin, lines = entries[0]
-            topic_id = self._topic_ids.get(topic)
-            if topic_id is not None and (topic, origin) in self._known_origins:
-                with self._write_lock:
-                    self._insert_batch(self._conn(), topic_id, origin, lines, now_ms)
-                return
+        batches = [_Batch.of(entry, self.id_window.enabled) for entry in entries]
+        wanted = [batch for batch in batches if batch.lines]
+        alone = len(wanted) == 1 and position is None and commit is None
+        if alone and self._fast(wanted[0], now_ms):
+            return _result(batches)
         with self._transaction() as conn:
-            for topic, origin, lines in entries:
-                if lines:
-                    self._append_topic(conn, origin, topic, lines, now_ms)
+            for batch in wanted:
+                self._append_topic(conn, batch, now_ms)
             if position is not None:
                 conn.execute(
                     "INSERT INTO positions(source, state, updated_ms) VALUES (?, ?, ?) "
@@ -184,25 +212,79 @@ class SqliteBus:
                 )
             if commit is not None:
                 self._commit(conn, *commit)
+        with self._write_lock:
+            self._refused += sum(batch.refused for batch in batches)
+        return _result(batches)
 
-    def _append_topic(
-        self, conn: sqlite3.Connection, origin: str, topic: str, lines: Sequence[bytes], now_ms: int
-    ) -> None:
-        topic_id = self._topic_id(conn, topic, create=True)
+    def _fast(self, batch: _Batch, now_ms: int) -> bool:
+        """Append a batch of a known topic and origin in one statement, if that is safe."""
+        topic_id = self._topic_ids.get(batch.topic)
+        if topic_id is None or (batch.topic, batch.origin) not in self._known_origins:
+            return False
+        with self._write_lock:
+            conn = self._conn()
+            if batch.keys is None:
+                self._insert_batch(conn, topic_id, batch, now_ms)
+                return True
+            return self._fast_checked(conn, topic_id, batch, now_ms)
+
+    def _fast_checked(
+        self, conn: sqlite3.Connection, topic_id: int, batch: _Batch, now_ms: int
+    ) -> bool:
+        """Append a batch with ids in one statement if this process's index says they are all
+        new and no other process appended to the topic since it last looked; else leave it
+        to a transaction that settles everything."""
+        topic = self._taken.loaded(topic_id)
+        if topic is None:
+            return False
+        index, base = topic.index, topic.known
+        index.reserve(len(batch.lines))
+        probe = index.probe(batch.prints)
+        if not probe.clear:
+            return False
+        # Taken first, while the lookup's cache lines are hot; freed if not appended.
+        taken = index.take(probe, base)
+        values = (len(batch.lines), now_ms, batch.origin, batch.keys)
+        try:
+            cursor = conn.execute(_INSERT_IF_AT, (*values, joined(batch.lines), topic_id, base))
+        except BaseException:
+            index.untake(taken)
+            raise
+        if cursor.rowcount != 1:
+            index.untake(taken)
+            return False
+        topic.known = base + len(batch.lines)
+        return True
+
+    def _append_topic(self, conn: sqlite3.Connection, batch: _Batch, now_ms: int) -> None:
+        topic_id = self._topic_id(conn, batch.topic, create=True)
         assert topic_id is not None  # created when missing
-        if (topic, origin) not in self._known_origins:
+        if (batch.topic, batch.origin) not in self._known_origins:
             conn.execute(
                 "INSERT OR IGNORE INTO topic_origins(topic_id, origin) VALUES (?, ?)",
-                (topic_id, origin),
+                (topic_id, batch.origin),
             )
-            self._known_origins.add((topic, origin))
-        self._insert_batch(conn, topic_id, origin, lines, now_ms)
+            self._known_origins.add((batch.topic, batch.origin))
+        topic: TopicIds | None = None
+        if batch.keys is not None:
+            topic = self._taken.sync(conn, topic_id)
+            keep = self._taken.first_copies(conn, topic_id, topic, batch.keys, batch.prints)
+            if keep is not None:
+                batch.drop_copies(keep)
+        if batch.lines:
+            self._insert_batch(conn, topic_id, batch, now_ms)
+            if topic is not None:
+                self._taken.took(topic, batch.prints, topic.known)
 
     @staticmethod
-    def _insert_batch(
-        conn: sqlite3.Connection, topic_id: int, origin: str, lines: Sequence[bytes], now_ms: int
-    ) -> None:
-        conn.execute(_INSERT_BATCH, (len(lines), now_ms, origin, joined(lines), topic_id))
+    def _insert_batch(conn: sqlite3.Connection, topic_id: int, batch: _Batch, now_ms: int) -> None:
+        conn.execute(
+            _INSERT_BATCH,
+            (len(batch.lines), now_ms, batch.origin, batch.keys, joined(batch.lines), topic_id),
+        )
+
+    def duplicates_refused(self) -> int:
+        return self._refused
 
     def read(self, topic: str, offset: int, max_lines: int) -> list[Slice]:
         conn = self._conn()
@@ -307,6 +389,8 @@ class SqliteBus:
                     "WHERE newer > ?)",
                     (max_bytes,),
                 )
+            if self.id_window.enabled:
+                self._taken.forget(conn, int(time.time() * 1000), self.id_window)
         return deleted
 
     def _delete(self, conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> int:
@@ -328,3 +412,56 @@ class SqliteBus:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+class _Batch:
+    """One entry on its way in: its lines and, when checked, their ids' keys."""
+
+    def __init__(
+        self, topic: str, origin: str, lines: Sequence[bytes], ids: Sequence[str] | None
+    ) -> None:
+        self.topic = topic
+        self.origin = origin
+        self.lines = lines
+        self.refused = 0
+        self.keys: bytes | None = None
+        if ids is not None and lines:
+            if len(ids) != len(lines):
+                raise ValueError(f"{topic}: {len(ids)} ids for {len(lines)} lines")
+            self.keys = id_keys(ids)
+            self.prints = fingerprints(self.keys)
+
+    @staticmethod
+    def of(entry: Entry, check_ids: bool) -> _Batch:
+        """The batch of an entry (its ids ignored unless ``check_ids``)."""
+        ids = entry[3] if len(entry) == 4 and check_ids else None
+        return _Batch(entry[0], entry[1], entry[2], ids)
+
+    def drop_copies(self, keep: npt.NDArray[np.bool_]) -> None:
+        """Keep only the lines (and keys) of ``keep``."""
+        lines = list(self.lines)
+        self.lines = [line for line, kept in zip(lines, keep.tolist(), strict=True) if kept]
+        assert self.keys is not None
+        self.keys = b"".join(
+            self.keys[i * KEY_BYTES : (i + 1) * KEY_BYTES] for i in np.flatnonzero(keep).tolist()
+        )
+        self.prints = self.prints[keep]
+        self.refused = len(lines) - len(self.lines)
+        if not self.lines:
+            self.keys = None
+
+
+def _result(batches: list[_Batch]) -> AppendResult:
+    return AppendResult(
+        tuple(len(batch.lines) for batch in batches), tuple(batch.refused for batch in batches)
+    )
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, (column, declaration) in _ADDED_COLUMNS.items():
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
+from gridwatch.bus.base import DEFAULT_ID_WINDOW_IDS, DEFAULT_ID_WINDOW_S, IdWindow
 from gridwatch.components import (
     DEADLETTER_INPUT,
     KINDS,
@@ -42,8 +43,14 @@ class _Settings(BaseModel):
 
 
 class BusSettings(_Settings):
-    """The embedded bus."""
+    """The bus: which kind, where, and how it keeps records and their ids."""
 
+    type: Literal["sqlite"] = Field(
+        "sqlite", description="sqlite: the embedded bus, one SQLite file."
+    )
+    path: FilePath | None = Field(
+        None, description="The bus file (default: bus.db in the data dir; relative: under it)."
+    )
     durability: Literal["full", "normal"] = Field(
         "full",
         description="full: every acknowledged append survives power loss; "
@@ -61,6 +68,22 @@ class BusSettings(_Settings):
     retention_bytes_per_topic: int | None = Field(
         None, gt=0, description="Keep at most this many bytes per topic (null: no limit)."
     )
+    dedup_window_s: float = Field(
+        DEFAULT_ID_WINDOW_S,
+        ge=0,
+        description="Refuse a record whose _id its topic took less than this long ago "
+        "(never longer than the records are kept; 0: no id check).",
+    )
+    dedup_window_ids: int = Field(
+        DEFAULT_ID_WINDOW_IDS,
+        ge=0,
+        description="Remember at least this many of the newest ids, all topics together "
+        "(each costs about 30 bytes of memory in a process that appends; 0: no id check).",
+    )
+
+    def id_window(self) -> IdWindow:
+        """The window of ids the bus remembers."""
+        return IdWindow(self.dedup_window_s, self.dedup_window_ids)
 
 
 class RecordSettings(_Settings):

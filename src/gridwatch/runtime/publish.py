@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from gridwatch.bus.base import Bus, Entry, JoinedLines
+from gridwatch.bus.base import Bus, Entry, IdEntry, JoinedLines
 from gridwatch.components import Transform
 from gridwatch.metrics import Metrics
 from gridwatch.record import (
@@ -95,7 +95,7 @@ class Publisher:
             if dead:
                 entries.append((DEADLETTER_TOPIC, DEADLETTER_ORIGIN, dead))
             try:
-                self.bus.append(entries, None if position is None else (origin, position))
+                result = self.bus.append(entries, None if position is None else (origin, position))
             except BaseException:
                 self.metrics.inc(origin, "errors")
                 for transform in touched:
@@ -105,6 +105,7 @@ class Publisher:
                 transform.commit()
         self.metrics.inc(origin, "sent", len(records))
         self.metrics.inc(origin, "dropped", len(rejected))
+        self.metrics.inc(origin, "duplicates", result.duplicates)
 
     def publish_ndjson(self, origin: str, body: bytes, position: Any = None) -> DecodeResult:
         """Decode envelopes (JSON or NDJSON) and :meth:`publish` them; return what was decoded."""
@@ -158,7 +159,9 @@ class Publisher:
         if not records:
             return
         if self.published is None or node in self.published:
-            entries.extend(by_topic(node, records))
+            # The bus refuses an id that a topic already took. Transforms keep their input's
+            # _id and may write to the same topic as their input: their ids are their own.
+            entries.extend(by_topic(node, records, node if node in self.transforms else None))
         for child in self.children.get(node, ()):
             touched.append(self.transforms[child])
             as_list = records if isinstance(records, list) else list(records)
@@ -184,14 +187,20 @@ class Publisher:
         return out
 
 
-def by_topic(origin: str, records: Sequence[Record]) -> list[Entry]:
-    """Group records by their envelope's topic and encode them as lines."""
-    if isinstance(records, EncodedRecords):  # already lines, all of one topic
-        return [(records.topic, origin, records.lines)]
+def by_topic(origin: str, records: Sequence[Record], id_scope: str | None = None) -> list[Entry]:
+    """Group records by their envelope's topic and encode them as lines, with their ids (as
+    ``{id_scope}:{_id}`` when a scope is given) for the bus to refuse second copies."""
+    if isinstance(records, EncodedRecords):  # already lines, all of one topic, exactly once
+        return [(records.topic, origin, records.lines)]  # by the source's position
     groups: dict[tuple[str, str, str], list[Record]] = defaultdict(list)
     for record in records:
         groups[(record.producer, record.type_prefix, record.type)].append(record)
     return [
-        (topic_name(*key), origin, JoinedLines(encode_joined(group), len(group)))
+        IdEntry(
+            topic_name(*key),
+            origin,
+            JoinedLines(encode_joined(group), len(group)),
+            [r.id for r in group] if id_scope is None else [f"{id_scope}:{r.id}" for r in group],
+        )
         for key, group in groups.items()
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -32,7 +33,12 @@ sinks:
   out:
     inputs: [in]
     {sink}
+bus:
+  dedup_window_ids: {id_window}
 """
+ID_WINDOW_ON = 10_000_000
+UNIQUE = b"u" * 16
+"""Stands in each record's _id for 16 hex digits that make every request's records new."""
 SINKS = {
     "parquet": "type: parquet_archive\n    root: {dir}/archive\n    roll_interval_s: 2",
     "jsonl": "type: jsonl\n    directory: {dir}/jsonl\n    commit_interval_s: 2",
@@ -55,6 +61,7 @@ def machine() -> str:
 def record(n: int) -> dict[str, Any]:
     """A PanDA-like envelope whose JSON is about RECORD_BYTES long."""
     envelope = {
+        "_id": f"{UNIQUE.decode()}{n:016x}",
         "producer": "panda",
         "type": "jobs",
         "timestamp": int(time.time() * 1000),
@@ -90,13 +97,15 @@ def bodies(count: int) -> list[bytes]:
 class Pipeline:
     """`gridwatch run` with an http source and one sink, in a temporary directory."""
 
-    def __init__(self, sink: str) -> None:
+    def __init__(self, sink: str, id_window: int = ID_WINDOW_ON) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"gw-bench-{sink}-"))
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        (self.dir / "p.yaml").write_text(PIPELINE.format(sink=SINKS[sink].format(dir=self.dir)))
+        (self.dir / "p.yaml").write_text(
+            PIPELINE.format(sink=SINKS[sink].format(dir=self.dir), id_window=id_window)
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Pipeline:
@@ -144,10 +153,15 @@ class Pipeline:
         return self.metric(r'gridwatch_sent_total\{component="out",kind="sink"\}')
 
 
+_sent = itertools.count()
+
+
 async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> None:
-    """One ingestion request; fail loudly on anything but 200."""
+    """One ingestion request of new records (the bus would refuse ids it already took);
+    fail loudly on anything but 200."""
+    fresh = body.replace(UNIQUE, b"%016x" % next(_sent))
     async with session.post(
-        url + "/ingest", data=body, headers={"Content-Type": "application/json"}
+        url + "/ingest", data=fresh, headers={"Content-Type": "application/json"}
     ) as response:
         if response.status != 200:
             raise RuntimeError(f"HTTP {response.status}: {await response.text()}")

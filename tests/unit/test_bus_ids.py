@@ -230,3 +230,16 @@ def test_the_bus_is_chosen_in_the_pipeline_file(tmp_path: Path) -> None:
     for wrong in ("{type: kafka}", "{type: sqlite, brokers: x}", "{dedup_window_ids: -1}"):
         with pytest.raises(ConfigProblems):
             parse_pipeline(pipeline_with_bus(wrong), "p.yaml", tmp_path)
+
+
+def test_ids_numbered_by_counters_in_either_half_have_distinct_fingerprints() -> None:
+    from gridwatch.bus.idkeys import fingerprints, id_keys
+
+    shapes = [
+        lambda a, b: f"{a:016x}{b:016x}",  # a request counter, then a record counter
+        lambda a, b: f"{0:016x}{a * 100_000 + b:016x}",
+        lambda a, b: f"{a * 100_000 + b:016x}{0:016x}",
+    ]
+    for shape in shapes:
+        ids = [shape(a, b) for a in range(300) for b in range(300)]
+        assert len(set(fingerprints(id_keys(ids)).tolist())) == len(ids)

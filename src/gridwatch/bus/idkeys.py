@@ -20,6 +20,9 @@ Fingerprints = npt.NDArray[np.uint64]
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_2 = np.uint64(0x94D049BB133111EB)
+_SHIFT_1 = np.uint64(30)
+_SHIFT_2 = np.uint64(27)
+_SHIFT_3 = np.uint64(31)
 
 
 def id_keys(ids: Sequence[str]) -> bytes:
@@ -49,15 +52,23 @@ def id_key(record_id: str) -> bytes:
 
 
 def fingerprints(keys: bytes) -> Fingerprints:
-    """A 64-bit fingerprint of each key whose top bits depend on every bit of the key (an
-    index takes its buckets from them).
+    """A 64-bit fingerprint of each key in which every bit depends on every bit of the key.
 
-    Multiplying spreads each bit over the bits above it: enough, as only the top bits must
-    be well mixed, for ids chosen by senders that share most of their bits (counters) too.
+    Each half goes through SplitMix64's finalizer (a bijection whose every output bit depends
+    on every input bit), the second one before it is folded into the first: ids that senders
+    number by counters, whose halves differ in a few bytes only, spread over the whole index.
     """
     halves = np.frombuffer(keys, dtype=np.uint64).reshape(-1, 2)
+    return _mixed(halves[:, 0] ^ _mixed(halves[:, 1]))
+
+
+def _mixed(words: Fingerprints) -> Fingerprints:
     with np.errstate(over="ignore"):
-        return (halves[:, 0] ^ halves[:, 1] * _MIX_1) * _MIX_2
+        words = words ^ (words >> _SHIFT_1)
+        words = words * _MIX_1
+        words = words ^ (words >> _SHIFT_2)
+        words = words * _MIX_2
+        return words ^ (words >> _SHIFT_3)
 
 
 def key_at(keys: bytes, index: int) -> bytes:

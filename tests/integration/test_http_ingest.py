@@ -223,3 +223,29 @@ def test_concurrent_requests_share_appends_and_all_land(server: Any) -> None:
             break
         time.sleep(0.1)
     assert len(out.read_bytes().splitlines()) == 40 * 32
+
+
+def test_a_resent_request_is_answered_and_stored_once(server: Any) -> None:
+    """A client whose answer was lost sends again: 200 again, and no second copy anywhere."""
+    url = server.url + "/ingest"
+    first = json.dumps([env(n) for n in range(10)]).encode()
+    overlapping = json.dumps([env(n) for n in range(5, 15)]).encode()
+    assert post(url, first)[0] == 200
+    assert post(url, first) == (200, {"accepted": 10, "rejected": []})  # the resend
+    assert post(url, overlapping)[0] == 200
+    bus = SqliteBus(server.data_dir / "bus.db")
+    stored = [r["data"]["pandaid"] for r in topic_lines(bus, "panda_raw_jobs")]
+    assert sorted(stored) == list(range(15))
+    with urllib.request.urlopen(server.url + "/metrics") as answer:  # noqa: S310
+        metrics = answer.read().decode()
+    assert 'gridwatch_duplicates_total{component="in",kind="source"} 15' in metrics
+    deadline = time.monotonic() + 30
+    out = server.data_dir.parent / "out" / "panda_raw_jobs.jsonl"
+    while (
+        time.monotonic() < deadline
+        and len(out.read_bytes().splitlines() if out.exists() else []) < 15
+    ):
+        time.sleep(0.1)
+    assert server.stop() == 0
+    written = [json.loads(line)["data"]["pandaid"] for line in out.read_bytes().splitlines()]
+    assert sorted(written) == list(range(15))

@@ -79,5 +79,6 @@ def test_the_readme_pipeline_is_valid(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "panda-db.secret").write_text("secret\n")
     shutil.copy(ROOT / "examples" / "panda.query", tmp_path / "panda.query")
     monkeypatch.setenv("EI_TOKEN", "token")
+    monkeypatch.setenv("GW_OPS_TOKEN", "an-operators-token-of-some-length")
     result = gridwatch("validate", str(tmp_path / "p.yaml"))
     assert result.returncode == 0, result.stderr

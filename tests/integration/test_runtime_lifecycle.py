@@ -111,7 +111,7 @@ jobs:
 """
     )
     text = path.read_text().replace(
-        "sinks:", "  more:\n    type: generator\n    rate_per_s: 50\nsinks:", 1
+        "sinks:", "  more:\n    type: generator\n    rate_per_s: 50\n    seed: 2\nsinks:", 1
     )
     path.write_text(text)
     assert run_cli("validate", str(path)).returncode == 0

@@ -16,14 +16,17 @@ from gridwatch.record.envelope import (
     encode_joined,
     encode_lines,
     format_ms,
+    is_name,
     split_topic,
     to_epoch_ms,
     to_epoch_ms_at,
     topic_name,
 )
 from gridwatch.record.ids import canonical_json, hash128, record_id
+from gridwatch.record.nesting import DEFAULT_MAX_DEPTH, nests_deeper_than
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
     "NAME_PATTERN",
     "DecodeResult",
     "EncodedRecords",
@@ -41,6 +44,8 @@ __all__ = [
     "encode_lines",
     "format_ms",
     "hash128",
+    "is_name",
+    "nests_deeper_than",
     "record_id",
     "split_topic",
     "to_epoch_ms",

@@ -25,7 +25,6 @@ from gridwatch.config import load_pipeline
 from gridwatch.config.pipeline import ComponentSpec, Pipeline
 from gridwatch.config.problems import ConfigProblems
 from gridwatch.metrics import Metrics
-from gridwatch.record import EnvelopeDecoder
 from gridwatch.runtime.publish import Publisher
 from gridwatch.runtime.supervise import Supervised
 from gridwatch.scheduler.core import Scheduler
@@ -47,7 +46,7 @@ class Runtime:
             data_dir=data_dir,
             metrics=self.metrics,
             bus=self.bus,
-            decoder=EnvelopeDecoder(pipeline.records.policy()),
+            decoder=pipeline.records.decoder(),
         )
         self.publisher = Publisher(self.bus, self.metrics, self.context.decoder)
         self.scheduler = Scheduler(

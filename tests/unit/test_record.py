@@ -323,3 +323,19 @@ sinks:
     ]
     with pytest.raises(ConfigProblems, match="ids are letters"):
         parse_pipeline(good.replace("  stamp:", '  "stamp\\n":'), "p.yaml", tmp_path)
+
+
+def test_records_nested_near_the_recursion_limit_never_escape_as_errors() -> None:
+    """Around Python's recursion limit msgspec may decode a record once and fail the next time
+    (from a deeper stack): every depth must still be a rejection or a whole-body RecordError."""
+    for depth in range(800, 1000):
+        body = json.dumps([env(), env(data={"a": "DEEP"})]).replace(
+            '"DEEP"', "[" * depth + "]" * depth
+        )
+        try:
+            result = decoder().decode_json(body.encode())
+        except RecordError as exc:
+            assert "nests too deeply" in str(exc)
+            continue
+        assert len(result.records) == 1
+        assert [r.reason for r in result.rejected] == ["$[1].data: nested deeper than 64 levels"]

@@ -8,6 +8,7 @@ with the timestamp in UTC milliseconds and a deterministic 128-bit ``_id``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -296,7 +297,10 @@ class EnvelopeDecoder:
         except msgspec.DecodeError as exc:
             raise RecordError(f"malformed JSON: {exc}") from None
         else:
-            return self._normalise_all(wires, body)
+            # A record nested almost as deep as the recursion limit can be decoded once but
+            # not found again for its bytes: then go record by record.
+            with contextlib.suppress(RecursionError):
+                return self._normalise_all(wires, body)
         try:
             items = _raw_list_decoder.decode(body)
         except msgspec.DecodeError as exc:

@@ -23,6 +23,8 @@ from gridwatch.record.deadletter import TOPIC as DEADLETTER_TOPIC
 pytestmark = pytest.mark.integration
 
 PIPELINE = """
+server:
+  header_timeout_s: 2
 sources:
   in:
     type: http
@@ -178,18 +180,14 @@ def test_names_ending_in_a_newline_are_rejected_and_never_become_files(server: A
     assert not [topic for topic in bus.topics() if "\n" in topic]
 
 
-def trickle(port: int, body: bytes, every_s: float) -> tuple[bytes, bool]:
-    """POST ``body`` one byte every ``every_s`` until the server answers; return the answer
-    and whether the server closed the connection after it (a reset counts: bytes sent while
-    it closed)."""
-    head = (
-        "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
+def trickle(port: int, head: bytes, slowly: bytes, every_s: float) -> tuple[bytes, bool]:
+    """Send ``head``, then ``slowly`` one byte every ``every_s`` until the server answers;
+    return the answer and whether the server closed the connection after it (a reset counts:
+    bytes sent while it closed)."""
     answer = b""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(head)
-        for byte in body:
+        for byte in slowly:
             readable, _, _ = select.select([sock], [], [], every_s)
             if readable:
                 break
@@ -204,15 +202,33 @@ def trickle(port: int, body: bytes, every_s: float) -> tuple[bytes, bool]:
     return answer, True
 
 
+def request_head(length: int) -> bytes:
+    return (
+        "POST /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
 def test_a_client_trickling_its_body_gets_408_and_is_disconnected(server: Any) -> None:
     body = json.dumps(env(0)).encode().ljust(100)
-    answer, closed = trickle(server.port, body, every_s=0.2)
+    answer, closed = trickle(server.port, request_head(len(body)), body, every_s=0.2)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"did not arrive within 1 s" in answer
     assert closed
     assert post(server.url + "/ingest", json.dumps(env(1)).encode())[0] == 200
     bus = SqliteBus(server.data_dir / "bus.db")
     assert [r["data"]["n"] for r in topic_lines(bus, "panda_raw_jobs")] == [1]
+
+
+def test_a_client_trickling_its_headers_gets_408_and_is_disconnected(server: Any) -> None:
+    unfinished = request_head(2)[:-2]  # no blank line: the headers go on...
+    answer, closed = trickle(server.port, unfinished, b"X-Slow: " + b"a" * 200, every_s=0.2)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert answer.endswith(b"the request headers took too long\n")
+    assert closed
+    # A request whose headers arrive in time is served as before, however slowly it is read.
+    status, body, _ = post(server.url + "/ingest", json.dumps(env(1)).encode())
+    assert (status, body) == (200, {"accepted": 1, "rejected": []})
 
 
 def test_a_producer_over_its_rate_limit_gets_429_and_nothing_is_appended(server: Any) -> None:

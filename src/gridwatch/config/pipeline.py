@@ -94,6 +94,12 @@ class ServerSettings(_Settings):
     listen: str | None = Field(
         None, description="HOST:PORT to listen on; the command line's --listen wins."
     )
+    header_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Close a new connection (after a 408) whose request headers have not all "
+        "arrived by then.",
+    )
 
 
 class _TopLevel(_Settings):

@@ -53,7 +53,7 @@ class Runtime:
             pipeline.schedule, self.context, pipeline.filename, self.publisher.publish_ndjson
         )
         self.supervised: dict[str, Supervised] = {}
-        self.server = Server(build_app(self, self.metrics))
+        self.server = Server(build_app(self, self.metrics), pipeline.server.header_timeout_s)
         self._stop = asyncio.Event()
         self._stopping_twice = False
 

@@ -252,5 +252,5 @@ def test_a_producer_over_its_rate_limit_gets_429_and_nothing_is_appended(server:
     assert post(url, json.dumps(mixed).encode())[0] == 200
     assert len(topic_lines(bus, "limited_raw_jobs")) == 13
     text = metrics(server.url)
-    assert 'gridwatch_rate_limited_total{component="in",kind="source"} 3' in text
+    assert 'gridwatch_rate_limited_total{component="in",kind="source"} 4' in text
     assert 'gridwatch_refused_requests_total{component="in",kind="source"} 1' in text

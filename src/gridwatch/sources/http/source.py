@@ -238,8 +238,7 @@ class HttpSource(Source):
         throttled = self.limits.take(counts)
         if throttled is None:
             return
-        refused = sum(counts[p] for p in throttled.producers)
-        self.context.metrics.inc(self.id, "rate_limited", refused)
+        self.context.metrics.inc(self.id, "rate_limited", len(result.records))
         limits = ", ".join(f"{p} ({self.limits.rate_of(p):g}/s)" for p in throttled.producers)
         raise HttpError(
             429,

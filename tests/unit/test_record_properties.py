@@ -23,7 +23,7 @@ from gridwatch.record import (
     encode_lines,
 )
 from gridwatch.record.deadletter import dead_letter, original_of
-from gridwatch.record.envelope import MAX_MS, MIN_MS
+from gridwatch.record.envelope import MAX_MS, MIN_MS, TYPED_LEVELS
 
 NOW_S = 1_800_000_000.0
 MAX_DEPTH = 6
@@ -137,10 +137,12 @@ def test_envelopes_are_each_accepted_or_rejected_alone(items: list[dict[str, Any
     st.integers(min_value=1, max_value=20_000),
     st.sampled_from(["[", "{"]),
     st.sampled_from(["data", "unknown", "body", "array"]),
+    st.sampled_from([MAX_DEPTH, TYPED_LEVELS + 5]),  # bounded by msgspec, or by the walk
 )
 def test_any_nesting_is_a_rejection_or_a_refusal_never_an_error(
-    levels: int, kind: str, where: str
+    levels: int, kind: str, where: str, max_depth: int
 ) -> None:
+    decoder = EnvelopeDecoder(clock=lambda: NOW_S, max_depth=max_depth)
     nested = deep(levels, kind)
     good = '{"producer": "panda", "type": "jobs"}'
     if where == "data":
@@ -151,18 +153,18 @@ def test_any_nesting_is_a_rejection_or_a_refusal_never_an_error(
         body = nested
     else:
         body = f"[{good}, {nested}]"
-    result = decode_json_or_refuse(body.encode())
-    if result is None:
+    try:
+        result = decoder.decode_json(body.encode())
+    except RecordError:
         return
     check(result)
     if where == "data":
         accepted_deep = len(result.records) == 2
-        assert accepted_deep == (levels + 1 <= MAX_DEPTH)  # data, then the nested value
+        assert accepted_deep == (levels + 1 <= max_depth)  # data, then the nested value
     for rejection in result.rejected:
-        kept = original_of(
-            decode_one(dead_letter(rejection.raw, "r", "test", max_depth=MAX_DEPTH + 1))
-        )
-        if levels > MAX_DEPTH + 1:
+        letter = dead_letter(rejection.raw, "r", "test", max_depth=max_depth + 1)
+        if levels > max_depth + 1:
+            kept = original_of(decode_one(letter))
             assert kept == rejection.raw.decode()  # too deep to keep as an object
 
 

@@ -9,19 +9,19 @@ with the timestamp in UTC milliseconds and a deterministic 128-bit ``_id``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from typing import Any, Literal, overload
 
 import msgspec
 
 from gridwatch.record.ids import record_id
-from gridwatch.record.nesting import DEFAULT_MAX_DEPTH, all_flat, nests_deeper_than
+from gridwatch.record.nesting import DEFAULT_MAX_DEPTH, bounded_value, nests_deeper_than
 
 TypePrefix = Literal["raw", "enr", "agg"]
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -133,7 +133,26 @@ _records_decoder = msgspec.json.Decoder(list[Record])
 _wire_decoder = msgspec.json.Decoder(_Wire)
 _wire_list_decoder = msgspec.json.Decoder(list[_Wire])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
-_DATA_OF = attrgetter("data")
+TYPED_LEVELS = 10
+"""Up to this depth msgspec itself bounds ``data`` while it decodes (its type doubles with
+every level); a deeper limit is checked by a walk, only for bodies that go past this depth."""
+
+
+@functools.cache
+def _bounded_decoders(levels: int) -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]:
+    """Decoders of an envelope array and of one envelope whose data nests at most ``levels``
+    levels: a body they take needs no depth walk."""
+    data: Any = msgspec.field(default_factory=dict)
+    wire = msgspec.defstruct(
+        "_BoundedWire",
+        [("data", dict[str, bounded_value(levels - 1)], data)],  # type: ignore[misc]
+        bases=(_Wire,),
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    return msgspec.json.Decoder(list[wire]), msgspec.json.Decoder(wire)  # type: ignore[valid-type]
+
+
 _AT_PATH = re.compile(r"^(?P<msg>.*) - at `\$(?P<path>[^`]*)`$", re.S)
 
 
@@ -278,6 +297,7 @@ class EnvelopeDecoder:
         self.policy = policy or TimePolicy()
         self.clock = clock
         self.max_depth = max_depth
+        self._bounded_list, self._bounded_one = _bounded_decoders(min(max_depth, TYPED_LEVELS))
         self._valid_names: set[str] = set()
 
     def decode_json(self, body: bytes) -> DecodeResult:
@@ -290,17 +310,12 @@ class EnvelopeDecoder:
             return self._decode_items([body])
         if stripped[:1] != b"[":
             raise RecordError("expected a JSON object or array of envelope objects")
-        try:
-            wires = _wire_list_decoder.decode(body)
-        except (msgspec.ValidationError, RecursionError):
-            pass
-        except msgspec.DecodeError as exc:
-            raise RecordError(f"malformed JSON: {exc}") from None
-        else:
+        decoded = self._decode_wires(body)
+        if decoded is not None:
             # A record nested almost as deep as the recursion limit can be decoded once but
             # not found again for its bytes: then go record by record.
             with contextlib.suppress(RecursionError):
-                return self._normalise_all(wires, body)
+                return self._normalise_all(*decoded, body)
         try:
             items = _raw_list_decoder.decode(body)
         except msgspec.DecodeError as exc:
@@ -312,6 +327,18 @@ class EnvelopeDecoder:
                 f"(a record's data may nest at most {self.max_depth} levels)"
             ) from None
         return self._decode_items([bytes(item) for item in items])
+
+    def _decode_wires(self, body: bytes) -> tuple[list[_Wire], bool] | None:
+        """The envelopes of a JSON array in one pass, and whether their depth is known to be
+        within the limit; ``None`` when some record needs a look on its own."""
+        for decoder, bounded in ((self._bounded_list, True), (_wire_list_decoder, False)):
+            try:
+                return decoder.decode(body), bounded
+            except (msgspec.ValidationError, RecursionError):
+                continue
+            except msgspec.DecodeError as exc:
+                raise RecordError(f"malformed JSON: {exc}") from None
+        return None
 
     def decode_ndjson(self, body: bytes) -> DecodeResult:
         """Decode newline-delimited envelopes; blank lines are ignored, bad lines rejected."""
@@ -337,17 +364,22 @@ class EnvelopeDecoder:
         clock = self._clock()
         for index, item in enumerate(items):
             try:
-                result.records.append(self._normalise(_wire_decoder.decode(item), clock))
+                result.records.append(self._decode_one(item, clock))
             except (msgspec.DecodeError, RecordError, RecursionError) as exc:
                 result.rejected.append(Rejection(index, self._reason(index, exc), item))
         return result
 
-    def _normalise_all(self, wires: list[_Wire], body: bytes) -> DecodeResult:
+    def _decode_one(self, item: bytes, clock: _Clock) -> Record:
+        try:
+            return self._normalise(self._bounded_one.decode(item), clock, bounded=True)
+        except msgspec.ValidationError:  # deeper than the typed bound, or invalid: say why
+            return self._normalise(_wire_decoder.decode(item), clock)
+
+    def _normalise_all(self, wires: list[_Wire], bounded: bool, body: bytes) -> DecodeResult:
         result = DecodeResult()
         records = result.records
         clock = self._clock()
         names = self._valid_names
-        flat = all_flat(map(_DATA_OF, wires))
         originals: list[msgspec.Raw] | None = None
         for index, wire in enumerate(wires):
             # The common case inline: names seen before, an epoch number in range, flat data.
@@ -356,14 +388,14 @@ class EnvelopeDecoder:
                 type(ts) is int
                 and wire.producer in names
                 and wire.type in names
-                and (flat or not nests_deeper_than(wire.data, self.max_depth))
+                and (bounded or not nests_deeper_than(wire.data, self.max_depth))
             ):
                 ms = ts * 1000 if -_MS_THRESHOLD < ts < _MS_THRESHOLD else ts
                 if clock.earliest_ms <= ms <= clock.latest_ms:
                     records.append(_record(wire, ms))
                     continue
             try:
-                records.append(self._normalise(wire, clock))
+                records.append(self._normalise(wire, clock, bounded))
             except RecordError as exc:
                 # Keep the sender's exact bytes for the dead letter (decoded only when needed).
                 originals = originals or _raw_list_decoder.decode(body)
@@ -371,13 +403,14 @@ class EnvelopeDecoder:
                 result.rejected.append(Rejection(index, self._reason(index, exc), raw))
         return result
 
-    def _normalise(self, wire: _Wire, clock: _Clock) -> Record:
+    def _normalise(self, wire: _Wire, clock: _Clock, bounded: bool = False) -> Record:
+        """The record of ``wire``; ``bounded``: its data is known to be within the depth."""
         names = self._valid_names
         if wire.producer not in names:
             self._check_name("producer", wire.producer)
         if wire.type not in names:
             self._check_name("type", wire.type)
-        if nests_deeper_than(wire.data, self.max_depth):
+        if not bounded and nests_deeper_than(wire.data, self.max_depth):
             raise RecordError(f"$.data: {self._too_deep}")
         value = wire.timestamp
         if value is None:

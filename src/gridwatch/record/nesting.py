@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import chain
 from typing import Any
 
 DEFAULT_MAX_DEPTH = 64
 """Levels of objects and arrays that a record's ``data`` may nest, counting ``data`` itself."""
 
+Scalar = None | bool | int | float | str
+"""A JSON value that is neither an object nor an array."""
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def bounded_value(levels: int) -> Any:
+    """The type of a JSON value holding at most ``levels`` levels of objects and arrays, for
+    msgspec to decode (and bound) in C. It doubles in size with every level: keep it small."""
+    value: Any = Scalar
+    for _ in range(levels):
+        value = Scalar | dict[str, value] | list[value]
+    return value
 
 
 def nests_deeper_than(value: dict[str, Any] | list[Any] | tuple[Any, ...], levels: int) -> bool:
@@ -21,6 +31,8 @@ def nests_deeper_than(value: dict[str, Any] | list[Any] | tuple[Any, ...], level
     if levels < 1:
         return True
     items: Iterable[Any] = value.values() if type(value) is dict else value
+    if _SCALARS.issuperset(map(type, items)):  # one pass in C for the common flat case
+        return False
     for item in items:
         kind = type(item)
         if (kind is dict or kind is list or kind is tuple) and (
@@ -28,9 +40,3 @@ def nests_deeper_than(value: dict[str, Any] | list[Any] | tuple[Any, ...], level
         ):
             return True
     return False
-
-
-def all_flat(objects: Iterable[dict[str, Any]]) -> bool:
-    """Whether no value of any of these objects is a container (one pass in C: the common
-    case of flat payloads costs no walk at all)."""
-    return _SCALARS.issuperset(map(type, chain.from_iterable(map(dict.values, objects))))

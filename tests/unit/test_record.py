@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gridwatch.config.pipeline import parse_pipeline
+from gridwatch.config.problems import ConfigProblems
 from gridwatch.record import (
     EnvelopeDecoder,
     Record,
@@ -16,6 +19,8 @@ from gridwatch.record import (
     decode_lines,
     encode_joined,
     encode_lines,
+    format_ms,
+    is_name,
     record_id,
     to_epoch_ms,
 )
@@ -23,8 +28,8 @@ from gridwatch.record import (
 NOW_S = 1_800_000_000.0
 
 
-def decoder(**policy: float) -> EnvelopeDecoder:
-    return EnvelopeDecoder(TimePolicy(**policy), clock=lambda: NOW_S)
+def decoder(max_depth: int = 64, **policy: float) -> EnvelopeDecoder:
+    return EnvelopeDecoder(TimePolicy(**policy), clock=lambda: NOW_S, max_depth=max_depth)
 
 
 def env(**fields: object) -> dict[str, object]:
@@ -183,3 +188,154 @@ def test_array_fast_path_matches_the_general_path() -> None:
     ]
     assert [json.loads(r.raw) for r in fast.rejected] == [envelopes[5], envelopes[6]]
     assert fast.records[0].timestamp == ms and fast.records[1].timestamp == (int(NOW_S) - 5) * 1000
+
+
+def nested(levels: int, leaf: object = 1) -> object:
+    """``levels`` levels of objects and arrays, alternating, around ``leaf``."""
+    value = leaf
+    for level in range(levels):
+        value = {"k": value} if level % 2 else [value]
+    return value
+
+
+def test_data_may_nest_up_to_max_depth_and_no_deeper() -> None:
+    shallow = env(data={"a": nested(63)})  # data itself is level 1
+    deep = env(data={"a": nested(64)})
+    for decode in (
+        lambda items: decoder(max_depth=64).decode_json(json.dumps(items).encode()),
+        lambda items: decoder(max_depth=64).decode_ndjson(
+            "\n".join(json.dumps(i) for i in items).encode()
+        ),
+        lambda items: decoder(max_depth=64).decode_objects(items),
+    ):
+        result = decode([env(), shallow, deep, env()])
+        assert len(result.records) == 3
+        assert [(r.index, r.reason) for r in result.rejected] == [
+            (2, "$[2].data: nested deeper than 64 levels")
+        ]
+    assert decoder(max_depth=2).decode_json(json.dumps(env(data={"a": [1]})).encode()).records
+    single = decoder(max_depth=2).decode_json(json.dumps(env(data={"a": [[1]]})).encode())
+    assert [r.reason for r in single.rejected] == ["$[0].data: nested deeper than 2 levels"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 5_000, 100_000])
+def test_records_nested_past_the_recursion_limit_are_rejected_alone(depth: int) -> None:
+    deep_data = '{"a": ' + "[" * depth + "]" * depth + "}"
+    deep_line = json.dumps(env(data={"a": 1})).replace('{"a": 1}', deep_data)
+    result = decoder().decode_ndjson(f"{json.dumps(env())}\n{deep_line}".encode())
+    assert len(result.records) == 1
+    assert [(r.index, r.reason) for r in result.rejected] == [
+        (1, "$[1].data: nested deeper than 64 levels")
+    ]
+    assert result.rejected[0].raw == deep_line.encode()
+    single = decoder().decode_json(deep_line.encode())
+    assert [r.reason for r in single.rejected] == ["$[0].data: nested deeper than 64 levels"]
+
+
+def test_an_array_too_deep_to_split_is_refused_as_a_whole() -> None:
+    body = b"[" + json.dumps(env()).encode() + b"," + b"[" * 5000 + b"]" * 5000 + b"]"
+    with pytest.raises(RecordError, match="nests too deeply to be split"):
+        decoder().decode_json(body)
+    with pytest.raises(RecordError, match="nests too deeply to be split"):
+        decoder().decode_json(b"[" * 5000 + b"]" * 5000)
+
+
+def test_dead_letters_keep_deep_originals_as_text_without_recursing() -> None:
+    from gridwatch.record import decode_one
+    from gridwatch.record.deadletter import dead_letter, original_of
+
+    shallow = json.dumps(env(data={"a": [1]})).encode()
+    assert original_of(decode_one(dead_letter(shallow, "r", "in"))) == json.loads(shallow)
+    for depth in (70, 5_000, 100_000):
+        deep = b'{"data": ' + b"[" * depth + b"]" * depth + b"}"
+        letter = decode_one(dead_letter(deep, "too deep", "in"))
+        assert original_of(letter) == deep.decode()
+        assert letter.data["reason"] == "too deep"
+    assert original_of(decode_one(dead_letter(b"[[1]]", "r", "in", max_depth=1))) == "[[1]]"
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        1e17,
+        -1e17,
+        10**30,
+        -(10**30),
+        1e300,
+        "1e17",
+        "99999-01-01T00:00:00",
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
+def test_timestamps_outside_years_1_to_9999_are_rejected_alone(timestamp: object) -> None:
+    wide = decoder(max_future_s=1e30, max_past_s=1e30)  # the policy alone would allow them
+    envelopes = [env(), env(timestamp=timestamp), env()]
+    for result in (
+        wide.decode_json(json.dumps(envelopes).encode()),
+        wide.decode_objects(envelopes),
+    ):
+        assert len(result.records) == 2
+        (rejection,) = result.rejected
+        assert rejection.index == 1
+        assert rejection.reason.startswith("$[1].timestamp: ")
+
+
+def test_the_years_1_and_9999_themselves_are_accepted_when_the_policy_allows() -> None:
+    wide = decoder(max_future_s=1e30, max_past_s=1e30)
+    first, last = wide.decode_objects(
+        [env(timestamp="0001-01-01T00:00:00Z"), env(timestamp="9999-12-31T23:59:59.999Z")]
+    ).records
+    assert (first.timestamp, last.timestamp) == (-62_135_596_800_000, 253_402_300_799_999)
+    assert format_ms(first.timestamp) == "0001-01-01T00:00:00Z"
+    assert format_ms(10**30) == f"{10**30} ms"
+
+
+@pytest.mark.parametrize("name", ["panda\n", "panda\nx", "\npanda", "panda\r", "pan da", ""])
+def test_names_must_match_to_their_very_end(name: str) -> None:
+    for field in ("producer", "type"):
+        result = decoder().decode_json(json.dumps([env(**{field: name})]).encode())
+        assert not result.records
+        assert result.rejected[0].reason.startswith(f"$[0].{field}: ")
+    assert not is_name(name)
+    assert is_name("panda") and is_name("a" * 64) and not is_name("a" * 65)
+
+
+def test_configs_with_a_name_pattern_refuse_a_final_newline(tmp_path: Path) -> None:
+    """``NAME_PATTERN`` is also a pydantic ``pattern``: its engine must not let "\\n" pass."""
+    text = """
+sources:
+  gen: {type: generator}
+transforms:
+  stamp:
+    type: set_fields
+    inputs: [gen]
+    envelope: {producer: PRODUCER}
+sinks:
+  out: {type: jsonl, inputs: [stamp], directory: out}
+"""
+    good = text.replace("PRODUCER", "panda")
+    bad = text.replace("PRODUCER", '"panda\\n"')
+    assert parse_pipeline(good, "p.yaml", tmp_path).components["stamp"].config
+    with pytest.raises(ConfigProblems) as caught:
+        parse_pipeline(bad, "p.yaml", tmp_path)
+    assert [p.path for p in caught.value.problems] == [
+        ("transforms", "stamp", "envelope", "producer")
+    ]
+    with pytest.raises(ConfigProblems, match="ids are letters"):
+        parse_pipeline(good.replace("  stamp:", '  "stamp\\n":'), "p.yaml", tmp_path)
+
+
+def test_records_nested_near_the_recursion_limit_never_escape_as_errors() -> None:
+    """Around Python's recursion limit msgspec may decode a record once and fail the next time
+    (from a deeper stack): every depth must still be a rejection or a whole-body RecordError."""
+    for depth in range(800, 1000):
+        body = json.dumps([env(), env(data={"a": "DEEP"})]).replace(
+            '"DEEP"', "[" * depth + "]" * depth
+        )
+        try:
+            result = decoder().decode_json(body.encode())
+        except RecordError as exc:
+            assert "nests too deeply" in str(exc)
+            continue
+        assert len(result.records) == 1
+        assert [r.reason for r in result.rejected] == ["$[1].data: nested deeper than 64 levels"]

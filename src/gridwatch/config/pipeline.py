@@ -33,7 +33,7 @@ from gridwatch.config.schedule import ScheduleSettings
 from gridwatch.config.secrets import resolve
 from gridwatch.config.server import ServerSettings
 from gridwatch.config.yamlfile import LocatedYaml, load_yaml
-from gridwatch.record import TimePolicy
+from gridwatch.record import DEFAULT_MAX_DEPTH, EnvelopeDecoder, TimePolicy
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -87,7 +87,7 @@ class BusSettings(_Settings):
 
 
 class RecordSettings(_Settings):
-    """Which timestamps are accepted."""
+    """Which records are accepted: how they are stamped and how deeply they nest."""
 
     max_future_s: float = Field(
         3600.0, ge=0, description="Reject records stamped further than this in the future."
@@ -98,9 +98,21 @@ class RecordSettings(_Settings):
         description="Reject records stamped further than this in the past.",
     )
 
+    max_depth: int = Field(
+        DEFAULT_MAX_DEPTH,
+        ge=1,
+        le=512,
+        description="Reject records whose data nests more levels of objects and arrays "
+        "(data itself is level 1).",
+    )
+
     def policy(self) -> TimePolicy:
         """As the decoder's policy."""
         return TimePolicy(self.max_future_s, self.max_past_s)
+
+    def decoder(self) -> EnvelopeDecoder:
+        """The envelope decoder that applies these settings."""
+        return EnvelopeDecoder(self.policy(), max_depth=self.max_depth)
 
 
 class _TopLevel(_Settings):
@@ -259,7 +271,7 @@ def _component(
     problems: list[Problem],
 ) -> ComponentSpec | None:
     path: Path = (SECTIONS[kind], component_id)
-    if not _ID.match(component_id):
+    if not _ID.fullmatch(component_id):
         problems.append(
             Problem(path, "ids are letters, digits, '_', '.', '-' and start with a letter or digit")
         )

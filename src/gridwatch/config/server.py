@@ -71,6 +71,12 @@ class ServerSettings(_Settings):
     listen: str | None = Field(
         None, description="HOST:PORT to listen on; the command line's --listen wins."
     )
+    header_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Close a new connection (after a 408) whose request headers have not all "
+        "arrived by then.",
+    )
     tokens: list[ServerToken] = Field(
         default_factory=list,
         description="Bearer tokens and their roles. Empty (the default): every request may do "

@@ -17,6 +17,7 @@ from gridwatch.record.envelope import (
     encode_joined,
     encode_lines,
     format_ms,
+    is_name,
     split_topic,
     to_epoch_ms,
     to_epoch_ms_at,
@@ -30,8 +31,10 @@ from gridwatch.record.ids import (
     labelled_digest,
     record_id,
 )
+from gridwatch.record.nesting import DEFAULT_MAX_DEPTH, nests_deeper_than
 
 __all__ = [
+    "DEFAULT_MAX_DEPTH",
     "NAME_PATTERN",
     "DecodeResult",
     "EncodedRecords",
@@ -52,7 +55,9 @@ __all__ = [
     "format_ms",
     "hash64",
     "hash128",
+    "is_name",
     "labelled_digest",
+    "nests_deeper_than",
     "record_id",
     "split_topic",
     "to_epoch_ms",

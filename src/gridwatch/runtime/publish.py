@@ -87,7 +87,7 @@ class Publisher:
         its decisions reached the bus. Raises when the bus refuses the append.
         """
         self.metrics.inc(origin, "received", len(records) + len(rejected))
-        dead = [dead_letter(r.raw, r.reason, origin) for r in rejected]
+        dead = [self._dead_letter(r.raw, r.reason, origin) for r in rejected]
         with self.lock:
             entries: list[Entry] = []
             touched: list[Transform] = []
@@ -146,6 +146,11 @@ class Publisher:
                 if await sleep_unless(stop, backoff.next()):
                     return False
 
+    def _dead_letter(self, raw: bytes, reason: str, origin: str) -> bytes:
+        # An original that nests deeper than a record may (the envelope around its data) is
+        # kept as text: it must not reach the sinks as a deep object.
+        return dead_letter(raw, reason, origin, max_depth=self.decoder.max_depth + 1)
+
     # -- transforms ---------------------------------------------------------------------
 
     def _flow(
@@ -180,7 +185,7 @@ class Publisher:
                     out.extend(transform.process([record]))
                 except Exception as exc:  # a per-record failure is a dead letter, not a crash
                     reason = f"{type(exc).__name__}: {exc}"
-                    dead.append(dead_letter(encode(record), reason, transform_id))
+                    dead.append(self._dead_letter(encode(record), reason, transform_id))
                     self.metrics.inc(transform_id, "errors")
                     log.warning("%s rejected record %s: %s", transform_id, record.id, reason)
         self.metrics.inc(transform_id, "sent", len(out))

@@ -28,7 +28,6 @@ from gridwatch.config import load_pipeline
 from gridwatch.config.pipeline import ComponentSpec, Pipeline
 from gridwatch.config.problems import ConfigProblems
 from gridwatch.metrics import Metrics
-from gridwatch.record import EnvelopeDecoder
 from gridwatch.runtime.publish import Publisher
 from gridwatch.runtime.supervise import Supervised
 from gridwatch.scheduler.core import Scheduler
@@ -50,14 +49,14 @@ class Runtime:
             data_dir=data_dir,
             metrics=self.metrics,
             bus=self.bus,
-            decoder=EnvelopeDecoder(pipeline.records.policy()),
+            decoder=pipeline.records.decoder(),
         )
         self.publisher = Publisher(self.bus, self.metrics, self.context.decoder)
         self.scheduler = Scheduler(
             pipeline.schedule, self.context, pipeline.filename, self.publisher.publish_ndjson
         )
         self.supervised: dict[str, Supervised] = {}
-        self.server = Server(build_app(self, self.metrics))
+        self.server = Server(build_app(self, self.metrics), pipeline.server.header_timeout_s)
         self._stop = asyncio.Event()
         self._reloading = asyncio.Lock()
         self._stopping_twice = False

@@ -10,7 +10,10 @@ are durable:
 - 207: some accepted, the others listed with index and reason (and dead-lettered);
 - 400: nothing accepted (every record rejected, or the body is not JSON / not UTF-8);
 - 401 / 403: unknown token / a producer the token is not granted (nothing accepted);
+- 408: the body did not all arrive within ``read_timeout_s`` (the connection is closed);
 - 413: body or record count over the limit; 415: not a JSON content type;
+- 429: a producer over its rate limit (``Retry-After``; nothing accepted);
+- 500: this request broke something unexpected (logged; the endpoint goes on);
 - 503: the bus could not take the batch in time, or the pipeline is stopping (retry).
 """
 
@@ -19,16 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import Field
 
 from gridwatch.components import Context, Source, SourceBatch, SourceConfig
-from gridwatch.record import DecodeResult, Record, RecordError, Rejection
+from gridwatch.record import NAME_PATTERN, DecodeResult, Record, RecordError, Rejection
 from gridwatch.sources.http.auth import Authenticator, Caller, TokenGrant
+from gridwatch.sources.http.errors import HttpError
+from gridwatch.sources.http.ratelimit import ProducerRateLimits
+from gridwatch.sources.http.reading import read_body
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ NDJSON_TYPES = frozenset(
         "application/jsonlines",
     }
 )
-READ_CHUNK = 256 * 1024
+ProducerName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class HttpConfig(SourceConfig):
@@ -77,6 +84,25 @@ class HttpConfig(SourceConfig):
     ack_timeout_s: float = Field(
         30.0, gt=0, description="Answer 503 when the bus has not taken a request by then."
     )
+    read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Answer 408 and close the connection when the whole body has not "
+        "arrived this long after the request's headers.",
+    )
+    rate_limits: dict[ProducerName, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Records per second that each named producer may send; over it: 429 "
+        "with Retry-After, nothing of the request accepted.",
+    )
+    max_records_per_s_per_producer: float | None = Field(
+        None, gt=0, description="The limit of every producer not in rate_limits (null: none)."
+    )
+    rate_limit_burst_s: float = Field(
+        1.0,
+        gt=0,
+        description="A producer may send this many seconds' worth of its rate at once.",
+    )
 
 
 @dataclass
@@ -90,15 +116,6 @@ class _Pending:
     )
 
 
-class HttpError(Exception):
-    """A request refused as a whole: its status and the message for the sender."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.extra = extra
-
-
 class HttpSource(Source):
     """Receives envelopes over HTTP on the pipeline's server (``--listen``)."""
 
@@ -108,6 +125,9 @@ class HttpSource(Source):
     def __init__(self, component_id: str, config: HttpConfig, context: Context) -> None:
         super().__init__(component_id, config, context)
         self.auth = Authenticator(config.tokens, config.anonymous_producers)
+        self.limits = ProducerRateLimits(
+            config.rate_limits, config.max_records_per_s_per_producer, config.rate_limit_burst_s
+        )
         self.queue: asyncio.Queue[_Pending] | None = None
         self.accepting = False
         self.opened = asyncio.Event()
@@ -156,16 +176,22 @@ class HttpSource(Source):
                 self.context.metrics.inc(self.id, "errors")
             else:
                 self.context.metrics.inc(self.id, "refused_requests")
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            body = {"error": str(exc), **exc.extra}
-            return web.json_response(body, status=exc.status, headers=headers)
+            return await exc.answer(request)
+        except Exception as exc:
+            # One request must never take the endpoint down, whatever it held.
+            self.context.metrics.inc(self.id, "errors")
+            log.exception("%s: a request from %s failed", self.id, request.remote)
+            message = f"the request could not be handled ({type(exc).__name__}); see the log"
+            return await HttpError(500, message).answer(request)
 
     async def _handle(self, request: web.Request) -> web.Response:
         caller = self.auth.caller(request.headers.get("Authorization"))
         if caller is None:
-            raise HttpError(401, "missing or unknown bearer token")
+            raise HttpError(
+                401, "missing or unknown bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
         decode = self._decoder_for(request)
-        body = await self._read_body(request)
+        body = await read_body(request, self.config.max_body_bytes, self.config.read_timeout_s)
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -174,6 +200,8 @@ class HttpSource(Source):
             result = decode(body)
         except RecordError as exc:
             raise HttpError(400, str(exc)) from None
+        except RecursionError:  # the decoder turns these into rejections; never a 500
+            raise HttpError(400, "the body nests too deeply") from None
         total = len(result.records) + len(result.rejected)
         if total > self.config.max_records_per_request:
             raise HttpError(
@@ -184,6 +212,7 @@ class HttpSource(Source):
         _check_grants(caller, result)
         if not total:
             raise HttpError(400, "the body holds no envelopes")
+        self._take_rate(result)
         await self._wait_durable(result)
         return _answer(result)
 
@@ -202,26 +231,22 @@ class HttpSource(Source):
             "(one envelope or an array) or application/x-ndjson",
         )
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.config.max_body_bytes
-        too_large = HttpError(413, f"the body is larger than {limit} bytes; split the request")
-        if request.content_length is not None and request.content_length > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            # aiohttp inflates gzip/deflate bodies as they stream in, so this bounds the
-            # decompressed size too (a small gzip bomb never gets the chance to expand).
-            async for chunk in request.content.iter_chunked(READ_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    raise too_large
-                chunks.append(chunk)
-        except HttpError:
-            raise
-        except Exception as exc:  # a broken gzip stream or a dropped connection
-            raise HttpError(400, f"cannot read the body: {exc}") from None
-        return b"".join(chunks)
+    def _take_rate(self, result: DecodeResult) -> None:
+        if not self.limits.enabled:
+            return
+        counts = Counter(record.producer for record in result.records)
+        throttled = self.limits.take(counts)
+        if throttled is None:
+            return
+        self.context.metrics.inc(self.id, "rate_limited", len(result.records))
+        limits = ", ".join(f"{p} ({self.limits.rate_of(p):g}/s)" for p in throttled.producers)
+        raise HttpError(
+            429,
+            f"over the rate limit of {limits}; nothing was accepted, retry after "
+            f"{throttled.retry_after_header} s",
+            headers={"Retry-After": throttled.retry_after_header},
+            retry_after_s=round(throttled.retry_after_s, 3),
+        )
 
     async def _wait_durable(self, result: DecodeResult) -> None:
         if not self.opened.is_set():

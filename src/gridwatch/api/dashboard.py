@@ -70,12 +70,10 @@ def pipeline_view(running: RunningPipeline) -> dict[str, Any]:
     """Each component's state, counters and bus lag; the dead letters; the bus's topics."""
     bus = running.bus
     counters = running.metrics.snapshot()
+    lags = running.lags()  # by consumer group, with each consumer's producer/type patterns
     components = []
     for cid, spec in running.pipeline.components.items():
-        lag = None
-        if spec.kind in ("sink", "job"):
-            followed = bus.topics_from(spec.inputs)
-            lag = bus.lag(f"{spec.kind}.{cid}", followed) if followed else 0
+        lag = lags.get(f"{spec.kind}.{cid}", 0.0) if spec.kind in ("sink", "job") else None
         components.append(
             {
                 "id": cid,

@@ -95,10 +95,11 @@ class ConsumerConfig(ComponentConfig):
         if parts is None:
             return False
         producer, _, type_ = parts
-        return _matches(producer, self.producers) and _matches(type_, self.types)
+        return matches_any(producer, self.producers) and matches_any(type_, self.types)
 
 
-def _matches(name: str, patterns: list[str]) -> bool:
+def matches_any(name: str, patterns: list[str]) -> bool:
+    """Whether ``name`` matches one of the shell patterns (no patterns: any name does)."""
     return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 

@@ -55,11 +55,18 @@ class BusReader:
         self.offsets = dict(committed.offsets)
         return committed.state
 
-    async def topics(self) -> list[str]:
+    def followed(self) -> list[str]:
         """The topics this group follows now (new ones appear as origins write them)."""
-        return [
-            t for t in await asyncio.to_thread(self.bus.topics_from, self.origins) if self.wants(t)
-        ]
+        return [t for t in self.bus.topics_from(self.origins) if self.wants(t)]
+
+    def pending(self) -> int:
+        """Lines of the followed topics not yet committed by this group."""
+        topics = self.followed()
+        return self.bus.lag(self.group, topics) if topics else 0
+
+    async def topics(self) -> list[str]:
+        """:meth:`followed`, in a worker thread."""
+        return await asyncio.to_thread(self.followed)
 
     async def poll(self, topic: str) -> Polled | None:
         """The next lines of ``topic`` for this group, or ``None`` when it is caught up."""
@@ -96,6 +103,5 @@ class BusReader:
         self.uncommitted = False
 
     async def lag(self) -> int:
-        """Lines of the followed topics not yet committed by this group."""
-        topics = await self.topics()
-        return await asyncio.to_thread(self.bus.lag, self.group, topics) if topics else 0
+        """:meth:`pending`, in a worker thread."""
+        return await asyncio.to_thread(self.pending)

@@ -50,12 +50,7 @@ class Supervised:
 
     def lag(self) -> int:
         """Lines of its inputs that the group has not committed (0 for others)."""
-        if self.reader is None:
-            return 0
-        topics = [
-            t for t in self.context.bus.topics_from(self.reader.origins) if self.reader.wants(t)
-        ]
-        return self.context.bus.lag(self.reader.group, topics) if topics else 0
+        return 0 if self.reader is None else self.reader.pending()
 
     def describe(self) -> dict[str, Any]:
         """Kind, state, how often it was started, and why it is not well (if it is not)."""

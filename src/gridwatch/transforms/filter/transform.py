@@ -7,12 +7,11 @@ type) and by payload values (dotted paths, each equal to one of the values given
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any
 
 from pydantic import Field
 
-from gridwatch.components import Transform, TransformConfig
+from gridwatch.components.base import Transform, TransformConfig, matches_any
 from gridwatch.record import Record
 from gridwatch.transforms.fields import get_path
 
@@ -55,15 +54,11 @@ class Filter(Transform):
         """Whether every condition holds for ``record``."""
         cfg = self.config
         return (
-            _any(record.producer, cfg.producers)
-            and _any(record.type, cfg.types)
+            matches_any(record.producer, cfg.producers)
+            and matches_any(record.type, cfg.types)
             and (not cfg.type_prefixes or record.type_prefix in cfg.type_prefixes)
             and all(_found(record.data, path, allowed) for path, allowed in cfg.fields.items())
         )
-
-
-def _any(name: str, patterns: list[str]) -> bool:
-    return not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 _MISSING = object()
